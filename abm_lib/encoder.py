@@ -1,0 +1,129 @@
+"""DenseNet-B encoder shared by both decoders: image (B,1,H,W) -> features (B,684,H/16,W/16).
+
+Padding never changes a result: images are padded to a multiple of 16 and every tensor
+that a spatial operation (3x3 convolution, pooling) reads is multiplied by the image
+mask at its resolution, so what lies outside an image never leaks into it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+STRIDE = 16  # stem conv (2) * max-pool (2) * two transitions (2 * 2)
+
+
+@dataclass
+class EncoderConfig:
+    """DenseNet-B sizes; the defaults are the official ones (D = 684 output channels)."""
+
+    growth_rate: int = 24
+    num_blocks: int = 3
+    layers_per_block: int = 16
+    bottleneck_factor: int = 4  # bottleneck width = factor * growth rate
+    reduction: float = 0.5  # transition keeps floor(C * reduction) channels
+    dropout: float = 0.2
+    in_channels: int = 1
+
+    @property
+    def out_channels(self) -> int:
+        channels = 2 * self.growth_rate
+        for block in range(self.num_blocks):
+            channels += self.layers_per_block * self.growth_rate
+            if block < self.num_blocks - 1:
+                channels = int(channels * self.reduction)
+        return channels
+
+
+def downsample_mask(mask: torch.Tensor, factor: int) -> torch.Tensor:
+    """Mask (B,H,W) at 1/factor resolution: a cell is real if its top-left pixel is."""
+    return mask[:, ::factor, ::factor]
+
+
+class BottleneckLayer(nn.Module):
+    """conv1x1 -> BN -> ReLU -> dropout -> conv3x3 -> BN -> ReLU -> dropout, concatenated to the input."""
+
+    def __init__(self, in_channels: int, growth_rate: int, bottleneck_factor: int, dropout: float):
+        super().__init__()
+        width = bottleneck_factor * growth_rate
+        self.conv1 = nn.Conv2d(in_channels, width, kernel_size=1, bias=False)
+        self.norm1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, growth_rate, kernel_size=3, padding=1, bias=False)
+        self.norm2 = nn.BatchNorm2d(growth_rate)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        bottleneck = self.dropout(F.relu(self.norm1(self.conv1(x)))) * mask
+        new_features = self.dropout(F.relu(self.norm2(self.conv2(bottleneck))))
+        return torch.cat([x, new_features], dim=1)
+
+
+class Transition(nn.Module):
+    """conv1x1 (halve channels) -> BN -> ReLU -> dropout -> 2x2 average pooling."""
+
+    def __init__(self, in_channels: int, out_channels: int, dropout: float):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False)
+        self.norm1 = nn.BatchNorm2d(out_channels)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = self.dropout(F.relu(self.norm1(self.conv1(x)))) * mask
+        return F.avg_pool2d(x, kernel_size=2, ceil_mode=True)
+
+
+class DenseBlock(nn.Module):
+    """A stack of bottleneck layers, each adding growth_rate channels."""
+
+    def __init__(self, in_channels: int, config: EncoderConfig):
+        super().__init__()
+        self.layers = nn.ModuleList(
+            BottleneckLayer(in_channels + i * config.growth_rate, config.growth_rate,
+                            config.bottleneck_factor, config.dropout)
+            for i in range(config.layers_per_block)
+        )
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x, mask)
+        return x
+
+
+class DenseNetEncoder(nn.Module):
+    """DenseNet-B: 7x7/2 stem conv, max-pool, dense blocks separated by transitions."""
+
+    def __init__(self, config: EncoderConfig = EncoderConfig()):
+        super().__init__()
+        self.config = config
+        channels = 2 * config.growth_rate
+        self.stem = nn.Conv2d(config.in_channels, channels, kernel_size=7, stride=2, padding=3, bias=False)
+        self.blocks = nn.ModuleList()
+        self.transitions = nn.ModuleList()
+        for block in range(config.num_blocks):
+            self.blocks.append(DenseBlock(channels, config))
+            channels += config.layers_per_block * config.growth_rate
+            if block < config.num_blocks - 1:
+                reduced = int(channels * config.reduction)
+                self.transitions.append(Transition(channels, reduced, config.dropout))
+                channels = reduced
+        self.out_channels = channels
+
+    def forward(self, images: torch.Tensor, image_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """images (B,1,H,W) with H, W multiples of 16; image_mask (B,H,W) -> features, feature mask."""
+        if images.shape[-2] % STRIDE or images.shape[-1] % STRIDE:
+            raise ValueError(f"image size {tuple(images.shape[-2:])} is not a multiple of {STRIDE}; "
+                             "use abm_lib.data.collate_images to pad a batch")
+        mask = image_mask.to(images.dtype).unsqueeze(1)  # (B,1,H,W)
+        x = F.relu(self.stem(images)) * downsample_mask(mask[:, 0], 2).unsqueeze(1)
+        x = F.max_pool2d(x, kernel_size=2, ceil_mode=True)
+        factor = 4
+        for block_index, block in enumerate(self.blocks):
+            level_mask = downsample_mask(mask[:, 0], factor).unsqueeze(1)
+            x = block(x, level_mask)
+            if block_index < len(self.transitions):
+                x = self.transitions[block_index](x, level_mask)
+                factor *= 2
+        feature_mask = downsample_mask(image_mask, STRIDE)
+        return x * feature_mask.unsqueeze(1).to(x.dtype), feature_mask
