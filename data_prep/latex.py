@@ -34,6 +34,10 @@ class LatexStyle:
     subscript_first: bool = False  # write x _ { 1 } ^ { 2 } whatever order was typed
     prime_as_command: bool = False  # write ' as \prime
 
+    def __post_init__(self) -> None:
+        if self.limits not in ("as_written", "never", "big_operators"):
+            raise ValueError(f"LatexStyle.limits must be as_written, never or big_operators, not {self.limits!r}")
+
 
 V1 = LatexStyle()
 V2 = LatexStyle(limits="big_operators", subscript_first=True, prime_as_command=True)
@@ -67,7 +71,7 @@ ALIASES = {
     "\\Vert": ["|", "|"],
 }
 # Commands that only change spacing or style: dropped.
-SPACING = {"\\,", "\\;", "\\:", "\\!", "\\ ", "\\quad", "\\qquad", "\\displaystyle", "\\~"}
+SPACING = {"\\,", "\\;", "\\:", "\\!", "\\ ", "\\quad", "\\qquad", "\\displaystyle", "~"}
 # Size prefixes of a delimiter: ``\left(`` -> ``(``; ``\left.`` (no delimiter) -> nothing.
 DELIMITER_SIZES = {
     "\\left", "\\right", "\\big", "\\Big", "\\bigg", "\\Bigg",
@@ -84,11 +88,12 @@ _GLUED_PREFIXES = ("\\lt", "\\gt")  # ``\ltN`` is ``\lt N`` (seen in the 2014 tr
 
 def tokenize(raw: str) -> list[str]:
     """Split raw LaTeX into tokens: commands, escaped characters, letters, other characters."""
-    matches = list(_TOKEN.finditer(raw.replace("$", " ")))
+    text = raw.replace("$", " ")
+    matches = list(_TOKEN.finditer(text))
     tokens: list[str] = []
     index = 0
     while index < len(matches):
-        spelled = _spelled_function(raw, matches, index)
+        spelled = _spelled_function(text, matches, index)
         if spelled:
             tokens.append(spelled)
             index += len(spelled)
@@ -99,7 +104,7 @@ def tokenize(raw: str) -> list[str]:
 
 
 def _split_token(token: str) -> list[str]:
-    """One regex match -> tokens: a letter run becomes letters (or a function command)."""
+    """One regex match -> tokens: a letter run becomes single letters, unless it is a name."""
     if token.isalpha():
         if token in FUNCTION_NAMES or token == ROOT_INDEX_WORD:
             return [token]  # kept whole; the parser decides what it means
@@ -111,26 +116,26 @@ def _split_token(token: str) -> list[str]:
     return [token]
 
 
-def _spelled_function(raw: str, matches: list[re.Match], index: int) -> str | None:
+def _spelled_function(text: str, matches: list[re.Match], index: int) -> str | None:
     """A function name spelled as spaced single letters (``l o g``) starting at ``index``."""
-    if index > 0 and _is_spaced_letter(raw, matches, index - 1):
+    if index > 0 and _is_spaced_letter(text, matches, index - 1):
         return None  # inside a longer run of spaced letters: not the start of a word
     for name in FUNCTION_NAMES:
         end = index + len(name)
         if end > len(matches):
             continue
         letters = [m.group() for m in matches[index:end]]
-        if "".join(letters) == name and all(_is_spaced_letter(raw, matches, i) for i in range(index, end - 1)):
+        if "".join(letters) == name and all(_is_spaced_letter(text, matches, i) for i in range(index, end - 1)):
             return name
     return None
 
 
-def _is_spaced_letter(raw: str, matches: list[re.Match], index: int) -> bool:
+def _is_spaced_letter(text: str, matches: list[re.Match], index: int) -> bool:
     """True if match ``index`` is one letter followed, after only whitespace, by another letter."""
     if index + 1 >= len(matches):
         return False
     here, after = matches[index], matches[index + 1]
-    gap = raw[here.end() : after.start()]
+    gap = text[here.end() : after.start()]
     return (
         len(here.group()) == 1 and here.group().isalpha()
         and len(after.group()) == 1 and after.group().isalpha()
@@ -323,7 +328,6 @@ def _subscript_first(children: list) -> list:
     return children
 
 
-
 def _write(node, out: list[str]) -> None:
     if isinstance(node, str):
         out.append(node)
@@ -354,13 +358,18 @@ def _standard_vocabulary() -> Vocabulary:
     return default_vocabulary()
 
 
-def normalize_latex(raw: str, style: LatexStyle = V1, vocabulary: Vocabulary | None = None) -> list[str]:
-    """Raw CROHME LaTeX -> caption tokens (v1 by default); LatexError if unparseable or unknown."""
+def check_tokens(tokens: list[str], vocabulary: Vocabulary | None = None) -> None:
+    """Raise LatexError if ``tokens`` is empty or holds tokens outside the vocabulary."""
     vocabulary = vocabulary or _standard_vocabulary()
-    tokens = to_tokens(apply_style(parse_latex(raw), style))
     if not tokens:
         raise LatexError("empty expression")
     unknown = sorted({t for t in tokens if t not in vocabulary})
     if unknown:
         raise LatexError(f"token(s) outside the vocabulary: {' '.join(unknown)}")
+
+
+def normalize_latex(raw: str, style: LatexStyle = V1, vocabulary: Vocabulary | None = None) -> list[str]:
+    """Raw CROHME LaTeX -> caption tokens (v1 by default); LatexError if unparseable or unknown."""
+    tokens = to_tokens(apply_style(parse_latex(raw), style))
+    check_tokens(tokens, vocabulary)
     return tokens
