@@ -137,7 +137,8 @@ def _summarise(ours: list[_Measure], standard: list[_Measure], ids: list[str],
     ours_size, standard_size = size(ours), size(standard)
     ratio = ours_size / standard_size
     matched = (np.abs(ratio - 1) <= MATCH_TOLERANCE).all(axis=1)
-    worst = np.argsort(-np.abs(np.log(ratio)).max(axis=1))[:5]
+    mismatch = np.abs(np.log(ratio)).max(axis=1)
+    worst = [i for i in np.argsort(-mismatch)[:5] if mismatch[i] > 0]
     return {
         "count": len(ours),
         "median_height": {"ours": float(np.median(ours_size[:, 0])),
@@ -199,7 +200,7 @@ def _split_lines(name: str, result: dict) -> list[str]:
                  f"{result['share_identical']:.1%}, mean ink IoU when same size: "
                  f"{'n/a' if iou is None else f'{iou:.3f}'}")
     worst = ", ".join(f"{w['id']} {w['ours']} vs {w['standard']}" for w in result["worst"][:3])
-    lines.append(f"  largest mismatches (HxW ours vs standard): {worst}")
+    lines.append(f"  largest size mismatches (HxW ours vs standard): {worst or 'none'}")
     return lines
 
 
