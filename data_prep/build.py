@@ -11,7 +11,10 @@ test2016_rendered,     TEST2019_INKML_GT, rendered
 test2019
 =====================  ==============================================  ==============
 
-A file that cannot be used (corrupt, no truth, a label outside the vocabulary) is skipped
+Training labels must lie in the vocabulary; test captions are references for scoring
+and are kept whole (2014 v2 writes `\\Pi`, which no model here can emit, so that
+expression simply counts as an error on v2). A file that cannot be used (corrupt, no
+truth, a training label outside the vocabulary) is skipped
 and listed with its reason; one bad file never stops the build. Files are processed by a
 pool of worker processes; each split is written atomically by ``splits.write_split`` and
 ``OUT/manifest.json`` (counts, skipped files, settings) is replaced atomically at the end.
@@ -127,7 +130,7 @@ def _run(tasks: list, worker: Callable, pool, name: str, progress: bool) -> tupl
 def _tasks(spec: SplitSpec, settings: BuildSettings) -> tuple[list, Callable, list[dict], dict]:
     """The tasks, worker, early skips and recorded settings of one split."""
     if not spec.rendered:
-        tasks, skipped = offline_tasks(settings.offline_dir, spec.source)
+        tasks, skipped = offline_tasks(settings.offline_dir, spec.source, check_vocabulary=spec.name == "train")
         source = str(settings.offline_dir / spec.source)
         return tasks, load_offline_sample, skipped, {"source": source, "description": spec.description}
     caption_sets = None
