@@ -39,8 +39,9 @@ class CoverageAttention(nn.Module):
 
     def project_features(self, features: torch.Tensor) -> torch.Tensor:
         """U_a F + all coverage biases: everything that does not depend on the step. (B,A,H,W)"""
+        projected = self.feature_projection(features)
         bias = sum(p.bias for p in self.coverage_projections)
-        return self.feature_projection(features) + bias.view(1, -1, 1, 1)
+        return projected + bias.view(1, -1, 1, 1).to(projected.dtype)
 
     def folded_coverage_kernel(self) -> torch.Tensor:
         """The single (A,1,K,K) kernel equal to sum_k U_k conv_k (biases excluded)."""

@@ -37,6 +37,28 @@ class EncoderConfig:
         return channels
 
 
+class FastDropout(nn.Module):
+    """Element-wise dropout like nn.Dropout, with masks drawn as 16-bit integers.
+
+    torch's CPU Bernoulli sampler draws one number per element and was 15% of a training
+    step here; one 64-bit draw gives four 16-bit uniforms, about 3x faster. The drop
+    probability is rounded to a multiple of 1/65536 (0.2 becomes 0.19999695).
+    """
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+        self.threshold = round(p * 65536) - 32768  # keep where the int16 draw >= threshold
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        count = x.numel()
+        bits = torch.randint(-(2**63), 2**63 - 1, ((count + 3) // 4,), dtype=torch.int64, device=x.device)
+        keep = bits.view(torch.int16)[:count].view(x.shape) >= self.threshold
+        return x * (keep.to(x.dtype) * (1.0 / (1.0 - self.p)))
+
+
 def downsample_mask(mask: torch.Tensor, factor: int) -> torch.Tensor:
     """Mask (B,H,W) at 1/factor resolution: a cell is real if its top-left pixel is."""
     return mask[:, ::factor, ::factor]
@@ -52,10 +74,11 @@ class BottleneckLayer(nn.Module):
         self.norm1 = nn.BatchNorm2d(width)
         self.conv2 = nn.Conv2d(width, growth_rate, kernel_size=3, padding=1, bias=False)
         self.norm2 = nn.BatchNorm2d(growth_rate)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = FastDropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        bottleneck = self.dropout(F.relu(self.norm1(self.conv1(x)))) * mask
+        bottleneck = self.dropout(F.relu(self.norm1(self.conv1(x))))
+        bottleneck = bottleneck * mask.to(bottleneck.dtype)
         new_features = self.dropout(F.relu(self.norm2(self.conv2(bottleneck))))
         return torch.cat([x, new_features], dim=1)
 
@@ -67,11 +90,11 @@ class Transition(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False)
         self.norm1 = nn.BatchNorm2d(out_channels)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = FastDropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = self.dropout(F.relu(self.norm1(self.conv1(x)))) * mask
-        return F.avg_pool2d(x, kernel_size=2, ceil_mode=True)
+        x = self.dropout(F.relu(self.norm1(self.conv1(x))))
+        return F.avg_pool2d(x * mask.to(x.dtype), kernel_size=2, ceil_mode=True)
 
 
 class DenseBlock(nn.Module):
@@ -116,7 +139,8 @@ class DenseNetEncoder(nn.Module):
             raise ValueError(f"image size {tuple(images.shape[-2:])} is not a multiple of {STRIDE}; "
                              "use abm_lib.data.collate_images to pad a batch")
         mask = image_mask.to(images.dtype).unsqueeze(1)  # (B,1,H,W)
-        x = F.relu(self.stem(images)) * downsample_mask(mask[:, 0], 2).unsqueeze(1)
+        x = F.relu(self.stem(images))
+        x = x * downsample_mask(mask[:, 0], 2).unsqueeze(1).to(x.dtype)
         x = F.max_pool2d(x, kernel_size=2, ceil_mode=True)
         factor = 4
         for block_index, block in enumerate(self.blocks):

@@ -1,0 +1,70 @@
+"""Checkpoint files: atomic writes, readable errors, strict loading that lists what does not fit."""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used; the message says which file and what to do."""
+
+
+def atomic_save(obj, path: Path | str) -> None:
+    """torch.save to a temporary file in the same folder, flushed, then renamed into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            torch.save(obj, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def read_checkpoint(path: Path | str) -> dict:
+    """Load a checkpoint dict on the CPU; a missing or corrupt file raises CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # torch raises many kinds for a damaged file
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(error).__name__}: {error}); "
+                              "re-download or re-export it") from None
+
+
+def state_dict_mismatches(model: nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
+    """Human-readable lines for missing keys, unexpected keys and shape mismatches."""
+    expected = model.state_dict()
+    lines = [f"missing: {k} {tuple(v.shape)}" for k, v in expected.items() if k not in state]
+    lines += [f"unexpected: {k} {tuple(v.shape)}" for k, v in state.items() if k not in expected]
+    lines += [f"shape: {k} is {tuple(state[k].shape)} in the file, {tuple(v.shape)} in the model"
+              for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    return lines
+
+
+def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """Load weights only if every key and shape fits; otherwise list what does not."""
+    problems = state_dict_mismatches(model, state)
+    if problems:
+        shown = "\n  ".join(problems[:20]) + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
+        raise CheckpointError(f"{source} does not fit this model's architecture ({len(problems)} problems):\n  {shown}")
+    model.load_state_dict(state)
+
+
+def file_sha256(path: Path | str) -> str:
+    """SHA-256 of a file, for provenance records."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

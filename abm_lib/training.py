@@ -1,0 +1,388 @@
+"""The training loop: resumable at any step, on CPU or GPUs, selecting on the validation split.
+
+A run folder holds `last.pt` (everything needed to continue exactly), `best.pt` (best
+validation ExpRate), `metrics.jsonl` (one line per epoch), `config.yaml` and `train.log`.
+Checkpoints are written atomically at the end of every epoch, every
+`train.checkpoint_minutes` inside an epoch, and on SIGINT/SIGTERM, so a kill loses
+at most that much work. Resuming restores weights, optimiser, schedule, RNG states
+and the position inside the epoch, and refuses a different config or dataset.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import random
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+from tqdm import tqdm
+
+from .checkpoint import CheckpointError, atomic_save, load_state_strict, read_checkpoint
+from .config import ExperimentConfig, to_dict
+from .data import Example, bucket_by_area, collate, filter_trainable, load_examples
+from .decoding import DecodingOptions, beam_search, greedy_search
+from .loss import bidirectional_loss, sequence_cross_entropy
+from .metrics import edit_distance, expression_rate
+from .model import ABM
+from .runtime import resolve_runtime
+from .vocab import default_vocabulary
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "abm-book/checkpoint/1"
+# Keys that may change when resuming: they do not change what is computed.
+RESUMABLE_CHANGES = {"train.max_epochs", "train.max_steps", "train.threads", "train.device",
+                     "train.checkpoint_minutes", "data.data_dir", "train.valid_beam_every"}
+
+
+class TrainingStopped(Exception):
+    """Raised inside the loop when a stop was requested (signal or max_steps)."""
+
+
+@dataclass
+class PlateauSchedule:
+    """Halve the learning rate after `patience` epochs without improvement, at most `max_decays` times."""
+
+    lr: float
+    patience: int
+    factor: float
+    max_decays: int
+    minimize: bool = True
+    best: float | None = None
+    bad_epochs: int = 0
+    decays: int = 0
+
+    def update(self, value: float) -> str:
+        """Record an epoch's metric; returns 'improved', 'wait', 'decayed' or 'stop'."""
+        better = self.best is None or (value < self.best if self.minimize else value > self.best)
+        if better:
+            self.best, self.bad_epochs = value, 0
+            return "improved"
+        self.bad_epochs += 1
+        if self.bad_epochs <= self.patience:
+            return "wait"
+        if self.decays >= self.max_decays:
+            return "stop"
+        self.lr *= self.factor
+        self.decays += 1
+        self.bad_epochs = 0
+        return "decayed"
+
+
+def data_fingerprint(data_dir: Path, splits: list[str]) -> str:
+    """SHA-256 over the split index files: changes whenever the data or its labels change."""
+    digest = hashlib.sha256()
+    for name in splits:
+        for part in ("split.json", "samples.jsonl"):
+            digest.update((data_dir / name / part).read_bytes())
+    return digest.hexdigest()
+
+
+def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two config dicts."""
+    keys = sorted(set(old) | set(new))
+    diffs = []
+    for key in keys:
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            diffs += config_differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            diffs.append(f"{prefix}{key}")
+    return diffs
+
+
+class Trainer:
+    """Trains ABM on a prepared data folder into a run folder (see module docstring)."""
+
+    def __init__(self, config: ExperimentConfig, run_dir: Path | str, resume: bool = False,
+                 allow_changes: bool = False, progress: bool = True):
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.rank, self.world = _distributed_setup()
+        self.is_main = self.rank == 0
+        self.progress = progress and self.is_main
+        self.runtime = resolve_runtime(config.train.device, config.train.precision)
+        if self.runtime.device.type == "cuda" and self.world > 1:
+            self.runtime = dataclasses.replace(self.runtime, device=torch.device("cuda", self.rank % torch.cuda.device_count()))
+        if config.train.threads > 0:
+            torch.set_num_threads(config.train.threads)
+        _seed_everything(config.train.seed)
+        self.vocab = default_vocabulary()
+        self._load_data()
+        self.model = self.runtime.prepare(ABM(config.model))
+        self.network = self.model
+        if self.world > 1:
+            ids = [self.runtime.device.index] if self.runtime.device.type == "cuda" else None
+            self.network = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        optim = config.optim
+        self.optimizer = torch.optim.Adadelta(self.model.parameters(), lr=optim.lr, rho=optim.rho,
+                                              eps=optim.eps, weight_decay=optim.weight_decay)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.runtime.needs_grad_scaler)
+        self.schedule = PlateauSchedule(optim.lr, optim.patience, optim.lr_factor, optim.max_decays,
+                                        minimize=optim.schedule_metric == "valid_loss")
+        self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
+        self.best_exprate = -1.0
+        self.history: list[dict] = []
+        self._stop_requested = False
+        self._bad_steps = 0
+        if resume:
+            self._restore(allow_changes)
+        elif (self.run_dir / "last.pt").exists():
+            raise FileExistsError(f"{self.run_dir} already holds a run (last.pt); pass --resume to continue it "
+                                  "or choose another --run-dir")
+
+    # ----------------------------------------------------------------- data
+    def _load_data(self) -> None:
+        data = self.config.data
+        data_dir = Path(data.data_dir)
+        if not data_dir.is_dir():
+            raise FileNotFoundError(f"data folder {data_dir} does not exist; build it with "
+                                    "`python -m data_prep build --crohme DIR --offline DIR --out DIR`")
+        train = load_examples(data_dir / data.train_split, self.vocab, data.label_set)
+        valid = load_examples(data_dir / data.valid_split, self.vocab, "v1")
+        if data.train_limit:
+            train = train[: data.train_limit]
+        if data.valid_limit:
+            valid = valid[: data.valid_limit]
+        self.train_examples, self.left_out = filter_trainable(train, data.max_image_pixels, data.max_label_length)
+        self.valid_examples = valid
+        self.train_batches = bucket_by_area(self.train_examples, data.max_images, data.max_pixels)
+        self.valid_batches = bucket_by_area(self.valid_examples, data.max_images, data.max_pixels)
+        self.fingerprint = data_fingerprint(data_dir, [data.train_split, data.valid_split])
+        log.info("train: %d expressions in %d batches (%d left out); valid: %d", len(self.train_examples),
+                 len(self.train_batches), len(self.left_out), len(self.valid_examples))
+
+    def _epoch_order(self, epoch: int) -> list[int]:
+        """This rank's batches for an epoch: a seeded shuffle, the same on every rank, then sharded."""
+        generator = torch.Generator().manual_seed(self.config.train.seed * 100_003 + epoch)
+        order = torch.randperm(len(self.train_batches), generator=generator).tolist()
+        usable = len(order) // self.world * self.world
+        return order[:usable][self.rank :: self.world]
+
+    # ----------------------------------------------------------------- loop
+    def fit(self) -> dict:
+        """Train until the schedule stops it, max_epochs, max_steps or a signal; returns the last metrics."""
+        self._install_signal_handlers()
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(self.config), sort_keys=False))
+        try:
+            while self.epoch < self.config.train.max_epochs:
+                train_metrics = self._train_one_epoch()
+                metrics = {**train_metrics, **self._validate()}
+                decision = self._end_epoch(metrics)
+                if decision == "stop":
+                    log.info("validation has not improved through %d learning-rate halvings: done", self.schedule.decays)
+                    break
+        except TrainingStopped as reason:
+            log.info("stopped (%s) at epoch %d, step %d; checkpoint saved: resume with --resume", reason,
+                     self.epoch, self.step_in_epoch)
+            self._save("last.pt")
+        return self.history[-1] if self.history else {}
+
+    def _train_one_epoch(self) -> dict:
+        self.network.train()
+        order = self._epoch_order(self.epoch)
+        sums = {"loss": 0.0, "l2r": 0.0, "r2l": 0.0, "kl": 0.0}
+        images, steps, started = 0, 0, time.perf_counter()
+        last_save = time.monotonic()
+        bar = tqdm(total=len(order), initial=self.step_in_epoch, desc=f"epoch {self.epoch}", unit="batch",
+                   disable=not self.progress, mininterval=1 if sys.stderr.isatty() else 60, dynamic_ncols=True)
+        for position in range(self.step_in_epoch, len(order)):
+            batch_indices = self.train_batches[order[position]]
+            terms = self._train_step([self.train_examples[i] for i in batch_indices])
+            self.step_in_epoch, self.global_step = position + 1, self.global_step + 1
+            if terms is not None:
+                for key, value in zip(sums, (terms.total, terms.l2r, terms.r2l, terms.kl)):
+                    sums[key] += value.item()
+                steps += 1
+            images += len(batch_indices) * self.world
+            rate = images / (time.perf_counter() - started)
+            bar.update(1)
+            bar.set_postfix(loss=f"{sums['loss'] / max(steps, 1):.3f}", img_s=f"{rate:.1f}")
+            if self.global_step % 100 == 0:
+                log.info("epoch %d step %d/%d loss %.4f images/s %.2f", self.epoch, position + 1, len(order),
+                         sums["loss"] / max(steps, 1), rate)
+            if self._stop_requested:
+                bar.close()
+                raise TrainingStopped("signal")
+            if self.config.train.max_steps and self.global_step >= self.config.train.max_steps:
+                bar.close()
+                raise TrainingStopped("max_steps")
+            if time.monotonic() - last_save > 60 * self.config.train.checkpoint_minutes:
+                self._save("last.pt")
+                last_save = time.monotonic()
+        bar.close()
+        seconds = time.perf_counter() - started
+        return {f"train_{k}": v / max(steps, 1) for k, v in sums.items()} | {
+            "train_images_per_s": images / max(seconds, 1e-9), "train_seconds": seconds}
+
+    def _train_step(self, examples: list[Example]):
+        """One optimiser step; returns the loss terms, or None if the loss was not finite (step skipped)."""
+        batch = collate(examples, self.vocab).to(self.runtime.device, self.runtime.channels_last)
+        directions = self.config.model.directions
+        with self.runtime.autocast():
+            outputs = self.network(batch.images, batch.image_mask, {d: batch.inputs[d] for d in directions})
+            terms = bidirectional_loss({d: outputs[d][0] for d in directions}, batch.targets,
+                                       batch.target_mask, batch.lengths.to(self.runtime.device), self.config.loss)
+        if not self._all_finite(terms.total):
+            self._bad_steps += 1
+            log.warning("non-finite loss at epoch %d step %d (batch %s...); step skipped (%d in a row)",
+                        self.epoch, self.step_in_epoch, batch.ids[:3], self._bad_steps)
+            if self._bad_steps >= self.config.train.max_bad_steps:
+                raise FloatingPointError(f"{self._bad_steps} non-finite losses in a row; the last good "
+                                         f"checkpoint is {self.run_dir / 'last.pt'}")
+            self.optimizer.zero_grad(set_to_none=True)
+            return None
+        self._bad_steps = 0
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(terms.total).backward()
+        self.scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.clip_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return terms
+
+    def _all_finite(self, loss: torch.Tensor) -> bool:
+        """Whether every rank's loss is finite (ranks must agree, or DDP would hang)."""
+        finite = torch.isfinite(loss.detach()).float()
+        if self.world > 1:
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        return bool(finite.item())
+
+    # ----------------------------------------------------------- validation
+    @torch.no_grad()
+    def _validate(self) -> dict:
+        """Validation loss (L2R cross-entropy, as the official schedule) and ExpRate on the valid split."""
+        self.model.eval()
+        started = time.perf_counter()
+        losses, distances = [], []
+        beam = self.config.train.valid_beam_every and (self.epoch + 1) % self.config.train.valid_beam_every == 0
+        options = DecodingOptions(beam_width=10 if beam else 1, return_attention=False)
+        for indices in self.valid_batches:
+            examples = [self.valid_examples[i] for i in indices]
+            batch = collate(examples, self.vocab).to(self.runtime.device, self.runtime.channels_last)
+            with self.runtime.autocast():
+                outputs = self.model(batch.images, batch.image_mask, {"l2r": batch.inputs["l2r"]})
+                losses.append(float(sequence_cross_entropy(outputs["l2r"][0], batch.targets["l2r"], batch.target_mask)))
+                search = beam_search if beam else greedy_search
+                hypotheses = search(self.model, batch.images, batch.image_mask, options)
+            distances += [edit_distance(h.token_ids, e.token_ids) for h, e in zip(hypotheses, examples)]
+        return {"valid_loss": float(np.mean(losses)), "valid_exprate": expression_rate(distances),
+                "valid_decoding": "beam10" if beam else "greedy", "valid_seconds": time.perf_counter() - started}
+
+    def _end_epoch(self, metrics: dict) -> str:
+        key = self.config.optim.schedule_metric
+        decision = self.schedule.update(metrics[key])
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.schedule.lr
+        metrics |= {"epoch": self.epoch, "global_step": self.global_step, "lr": self.schedule.lr,
+                    "schedule": decision, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        self.history.append(metrics)
+        improved = metrics["valid_exprate"] > self.best_exprate
+        if improved:
+            self.best_exprate = metrics["valid_exprate"]
+        self.epoch, self.step_in_epoch = self.epoch + 1, 0
+        self._save("last.pt")
+        if improved:
+            self._save("best.pt")
+        if self.is_main:
+            _write_jsonl(self.run_dir / "metrics.jsonl", self.history)
+            log.info("epoch %d: %s", metrics["epoch"], json.dumps({k: (round(v, 4) if isinstance(v, float) else v)
+                                                                  for k, v in metrics.items()}))
+        return decision
+
+    # ---------------------------------------------------------- checkpoints
+    def _save(self, name: str) -> None:
+        if not self.is_main:
+            return
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "schedule": dataclasses.asdict(self.schedule),
+            "epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
+            "best_exprate": self.best_exprate, "history": self.history,
+            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+            "config": to_dict(self.config), "vocab": list(self.vocab.tokens),
+            "data_fingerprint": self.fingerprint, "world_size": self.world,
+        }
+        atomic_save(state, self.run_dir / name)
+
+    def _restore(self, allow_changes: bool) -> None:
+        path = self.run_dir / "last.pt"
+        state = read_checkpoint(path)
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(f"{path}: not a training checkpoint of this project (format {state.get('format')!r})")
+        problems = [f"config: {key}" for key in config_differences(state["config"], to_dict(self.config))
+                    if key not in RESUMABLE_CHANGES]
+        if state["data_fingerprint"] != self.fingerprint:
+            problems.append("data: the train/valid splits differ from the ones this run started with")
+        if state.get("world_size", 1) != self.world:
+            problems.append(f"world size: {state.get('world_size', 1)} processes then, {self.world} now")
+        if problems and not allow_changes:
+            raise CheckpointError(f"refusing to resume {path}; it differs in: " + "; ".join(problems)
+                                  + ". Pass --allow-changes to resume anyway.")
+        load_state_strict(self.model, state["model"], str(path))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.schedule = PlateauSchedule(**state["schedule"])
+        self.epoch, self.step_in_epoch, self.global_step = state["epoch"], state["step_in_epoch"], state["global_step"]
+        self.best_exprate, self.history = state["best_exprate"], state["history"]
+        torch.set_rng_state(state["rng"]["torch"])
+        np.random.set_state(state["rng"]["numpy"])
+        random.setstate(state["rng"]["python"])
+        if state["rng"]["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        log.info("resumed %s at epoch %d, step %d (global step %d)", path, self.epoch, self.step_in_epoch,
+                 self.global_step)
+
+    def _install_signal_handlers(self) -> None:
+        def request_stop(signum, _frame):
+            log.warning("received %s: saving a checkpoint after the current step", signal.Signals(signum).name)
+            self._stop_requested = True
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                signal.signal(sig, request_stop)
+            except ValueError:  # not the main thread (e.g. inside some notebook runners)
+                pass
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _distributed_setup() -> tuple[int, int]:
+    """(rank, world size); joins the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    return (dist.get_rank(), dist.get_world_size()) if world > 1 else (0, 1)
+
+
+def images_per_second(history: list[dict]) -> float:
+    """Mean training throughput over the logged epochs (for the book's planning table)."""
+    rates = [row["train_images_per_s"] for row in history if math.isfinite(row.get("train_images_per_s", math.nan))]
+    return float(np.mean(rates)) if rates else math.nan
