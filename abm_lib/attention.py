@@ -38,10 +38,10 @@ class CoverageAttention(nn.Module):
         self.energy = nn.Linear(attention_dim, 1)  # v
 
     def project_features(self, features: torch.Tensor) -> torch.Tensor:
-        """U_a F + all coverage biases: everything that does not depend on the step. (B,A,H,W)"""
-        projected = self.feature_projection(features)
-        bias = sum(p.bias for p in self.coverage_projections)
-        return projected + bias.view(1, -1, 1, 1).to(projected.dtype)
+        """U_a F + all coverage biases, once per image: (B,D,H,W) -> (B, H*W, A)."""
+        weight = self.feature_projection.weight.flatten(1)  # the 1x1 conv as a matrix (A, D)
+        bias = self.feature_projection.bias + sum(p.bias for p in self.coverage_projections)
+        return F.linear(features.flatten(2).transpose(1, 2), weight, bias)
 
     def folded_coverage_kernel(self) -> torch.Tensor:
         """The single (A,1,K,K) kernel equal to sum_k U_k conv_k (biases excluded)."""
@@ -61,19 +61,29 @@ class CoverageAttention(nn.Module):
             total = total + projection(per_scale).permute(0, 3, 1, 2)
         return total
 
+    @staticmethod
+    def folded_coverage(coverage: torch.Tensor, coverage_kernel: torch.Tensor) -> torch.Tensor:
+        """The folded convolution of beta (B,H,W) as patches @ kernel: (B, H*W, A).
+
+        A convolution with one input channel is a slow case for oneDNN; gathering the
+        K*K neighbourhood of every cell and multiplying by the (K*K, A) kernel is the
+        same arithmetic and measured 2x faster here (forward and backward).
+        """
+        size = coverage_kernel.shape[-1]
+        patches = F.unfold(coverage.unsqueeze(1).to(coverage_kernel.dtype), size, padding=size // 2)
+        return patches.transpose(1, 2) @ coverage_kernel.flatten(1).t()
+
     def forward(self, projected_features: torch.Tensor, feature_mask: torch.Tensor, hidden: torch.Tensor,
                 coverage: torch.Tensor, coverage_kernel: torch.Tensor) -> torch.Tensor:
         """Attention weights alpha (B,H,W), summing to 1 over each image's real cells.
 
-        projected_features: project_features(F); coverage: beta (B,H,W);
+        projected_features: project_features(F), (B, H*W, A); coverage: beta (B,H,W);
         coverage_kernel: folded_coverage_kernel(), computed once per forward pass.
         """
-        padding = coverage_kernel.shape[-1] // 2
-        coverage_term = F.conv2d(coverage.unsqueeze(1).to(coverage_kernel.dtype), coverage_kernel, padding=padding)
-        query = self.hidden_projection(hidden)[:, :, None, None]
-        scores = torch.tanh(projected_features + query + coverage_term)
-        energy = torch.einsum("bahw,a->bhw", scores, self.energy.weight[0]) + self.energy.bias
-        return masked_softmax(energy, feature_mask)
+        query = self.hidden_projection(hidden).unsqueeze(1)  # (B, 1, A)
+        scores = torch.tanh(projected_features + query + self.folded_coverage(coverage, coverage_kernel))
+        energy = F.linear(scores, self.energy.weight, self.energy.bias)  # (B, H*W, 1)
+        return masked_softmax(energy.view_as(coverage), feature_mask)
 
 
 def masked_softmax(energy: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

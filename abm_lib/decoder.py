@@ -58,9 +58,9 @@ class GatedRecurrentUnit(nn.Module):
 class DecoderMemory:
     """What a decoder reads at every step but computes once per image."""
 
-    features: torch.Tensor  # (B, D, H, W)
+    features: torch.Tensor  # (B, H*W, D), flattened for the context product
     feature_mask: torch.Tensor  # (B, H, W)
-    projected_features: torch.Tensor  # (B, A, H, W)
+    projected_features: torch.Tensor  # (B, H*W, A)
     coverage_kernel: torch.Tensor  # (A, 1, K, K), shared by the batch
 
     def select(self, index: torch.Tensor) -> "DecoderMemory":
@@ -104,8 +104,8 @@ class AttentionGRUDecoder(nn.Module):
         mask = feature_mask.unsqueeze(1).to(features.dtype)
         mean = (features * mask).sum((2, 3)) / mask.sum((2, 3))
         hidden = torch.tanh(self.init_projection(mean))
-        memory = DecoderMemory(features, feature_mask, self.attention.project_features(features),
-                               self.attention.folded_coverage_kernel())
+        memory = DecoderMemory(features.flatten(2).transpose(1, 2), feature_mask,
+                               self.attention.project_features(features), self.attention.folded_coverage_kernel())
         coverage = torch.zeros(feature_mask.shape, dtype=torch.float32, device=features.device)
         return memory, DecoderState(hidden, coverage)
 
@@ -114,7 +114,8 @@ class AttentionGRUDecoder(nn.Module):
         hidden = self.gru_input(gru_input, state.hidden)
         alpha = self.attention(memory.projected_features, memory.feature_mask, hidden,
                                state.coverage, memory.coverage_kernel)
-        context = torch.einsum("bhw,bdhw->bd", alpha.to(memory.features.dtype), memory.features)
+        weights = alpha.flatten(1).unsqueeze(1).to(memory.features.dtype)  # (B, 1, H*W)
+        context = (weights @ memory.features).squeeze(1)  # (B, D)
         hidden = self.gru_context(self.gru_context.input_projection(context), hidden)
         return DecoderState(hidden, state.coverage + alpha), context, alpha
 
