@@ -134,6 +134,7 @@ class Trainer:
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.best_exprate = -1.0
         self.history: list[dict] = []
+        self.epoch_totals = _empty_totals()  # running sums of the current epoch (checkpointed)
         self._stop_requested = False
         self._bad_steps = 0
         if resume:
@@ -194,8 +195,8 @@ class Trainer:
     def _train_one_epoch(self) -> dict:
         self.network.train()
         order = self._epoch_order(self.epoch)
-        sums = {"loss": 0.0, "l2r": 0.0, "r2l": 0.0, "kl": 0.0}
-        images, steps, started = 0, 0, time.perf_counter()
+        totals = self.epoch_totals
+        started, seconds_before = time.perf_counter(), totals["seconds"]
         last_save = time.monotonic()
         bar = tqdm(total=len(order), initial=self.step_in_epoch, desc=f"epoch {self.epoch}", unit="batch",
                    disable=not self.progress, mininterval=1 if sys.stderr.isatty() else 60, dynamic_ncols=True)
@@ -204,16 +205,18 @@ class Trainer:
             terms = self._train_step([self.train_examples[i] for i in batch_indices])
             self.step_in_epoch, self.global_step = position + 1, self.global_step + 1
             if terms is not None:
-                for key, value in zip(sums, (terms.total, terms.l2r, terms.r2l, terms.kl)):
-                    sums[key] += value.item()
-                steps += 1
-            images += len(batch_indices) * self.world
-            rate = images / (time.perf_counter() - started)
+                for key, value in zip(LOSS_KEYS, (terms.total, terms.l2r, terms.r2l, terms.kl)):
+                    totals[key] += value.item()
+                totals["steps"] += 1
+            totals["images"] += len(batch_indices) * self.world
+            totals["seconds"] = seconds_before + time.perf_counter() - started
+            rate = totals["images"] / totals["seconds"]
+            mean_loss = totals["loss"] / max(totals["steps"], 1)
             bar.update(1)
-            bar.set_postfix(loss=f"{sums['loss'] / max(steps, 1):.3f}", img_s=f"{rate:.1f}")
+            bar.set_postfix(loss=f"{mean_loss:.3f}", img_s=f"{rate:.1f}")
             if self.global_step % 100 == 0:
                 log.info("epoch %d step %d/%d loss %.4f images/s %.2f", self.epoch, position + 1, len(order),
-                         sums["loss"] / max(steps, 1), rate)
+                         mean_loss, rate)
             if self._stop_requested:
                 bar.close()
                 raise TrainingStopped("signal")
@@ -224,9 +227,9 @@ class Trainer:
                 self._save("last.pt")
                 last_save = time.monotonic()
         bar.close()
-        seconds = time.perf_counter() - started
-        return {f"train_{k}": v / max(steps, 1) for k, v in sums.items()} | {
-            "train_images_per_s": images / max(seconds, 1e-9), "train_seconds": seconds}
+        self.epoch_totals = _empty_totals()
+        return {f"train_{k}": totals[k] / max(totals["steps"], 1) for k in LOSS_KEYS} | {
+            "train_images_per_s": totals["images"] / max(totals["seconds"], 1e-9), "train_seconds": totals["seconds"]}
 
     def _train_step(self, examples: list[Example]):
         """One optimiser step; returns the loss terms, or None if the loss was not finite (step skipped)."""
@@ -314,7 +317,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "schedule": dataclasses.asdict(self.schedule),
             "epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
-            "best_exprate": self.best_exprate, "history": self.history,
+            "best_exprate": self.best_exprate, "history": self.history, "epoch_totals": self.epoch_totals,
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
             "config": to_dict(self.config), "vocab": list(self.vocab.tokens),
@@ -342,6 +345,7 @@ class Trainer:
         self.schedule = PlateauSchedule(**state["schedule"])
         self.epoch, self.step_in_epoch, self.global_step = state["epoch"], state["step_in_epoch"], state["global_step"]
         self.best_exprate, self.history = state["best_exprate"], state["history"]
+        self.epoch_totals = state.get("epoch_totals", _empty_totals())
         torch.set_rng_state(state["rng"]["torch"])
         np.random.set_state(state["rng"]["numpy"])
         random.setstate(state["rng"]["python"])
@@ -359,6 +363,13 @@ class Trainer:
                 signal.signal(sig, request_stop)
             except ValueError:  # not the main thread (e.g. inside some notebook runners)
                 pass
+
+
+LOSS_KEYS = ("loss", "l2r", "r2l", "kl")
+
+
+def _empty_totals() -> dict[str, float]:
+    return {**{k: 0.0 for k in LOSS_KEYS}, "steps": 0, "images": 0, "seconds": 0.0}
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:

@@ -22,6 +22,16 @@ def tiny_config(**overrides) -> ABMConfig:
     return ABMConfig(encoder=encoder, decoder=decoder, **overrides)
 
 
+@pytest.fixture(scope="session")
+def sample_data(tmp_path_factory) -> Path:
+    """The repository sample built into prepared splits (train and valid), once per session."""
+    from data_prep.build import BuildSettings, build
+
+    out = tmp_path_factory.mktemp("prepared")
+    build(BuildSettings(SAMPLE / "crohme", SAMPLE / "crohme_offline", out, splits=("train", "valid"), workers=1))
+    return out
+
+
 @pytest.fixture(autouse=True)
 def _one_thread():
     """Tests run single-threaded: faster and steadier on a shared 2-core machine."""
