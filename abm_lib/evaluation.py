@@ -174,9 +174,13 @@ def _git(*arguments: str) -> str:
 
 
 def _training_state(checkpoint: dict) -> dict:
-    """Config, epoch and last validation figures of a training checkpoint; what is absent is left out."""
+    """Config, epoch and last validation figures of our checkpoints; what is absent is left out."""
+    if not isinstance(checkpoint, dict) or "format" not in checkpoint:  # e.g. an official state dict
+        return {}
     state = {key: checkpoint[key] for key in ("format", "config", "epoch", "global_step", "best_exprate")
              if key in checkpoint}
+    if isinstance(checkpoint.get("provenance"), dict):  # exported weights: where they were exported from
+        state["exported_from"] = checkpoint["provenance"]
     history = checkpoint.get("history") or []
     if history and isinstance(history[-1], dict):
         last = history[-1]
