@@ -159,7 +159,8 @@ def from_official_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.
                               + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""))
     for key, rows in gates.items():
         if len(rows) != 3:
-            raise CheckpointError(f"official state dict lacks gate layers of {key}: has {sorted(rows)} of rows r=0, z=1, n=2")
+            raise CheckpointError(f"official state dict lacks gate layers of {key}: "
+                                  f"has {sorted(rows)} of the blocks r=0, z=1, n=2")
         ours[key] = torch.cat([rows[0], rows[1], rows[2]], dim=0)
     return ours
 

@@ -1,4 +1,4 @@
-"""Official XH-B/ABM state dicts: exact round trips, strict loading, and one decoder step against the official equations."""
+"""Official XH-B/ABM state dicts: exact round trips, strict loading, one decoder step against the official equations."""
 from __future__ import annotations
 
 import ast
@@ -134,7 +134,8 @@ def test_conversion_errors_name_the_keys():
     with pytest.raises(CheckpointError, match="gate layers"):
         from_official_state_dict({"gru_model.fc_Wyz.weight": torch.zeros(1)})
     tiny = tiny_config()
-    three_scales = ABM(dataclasses.replace(tiny, decoder=dataclasses.replace(tiny.decoder, coverage_kernels=(11, 5, 3))))
+    decoder = dataclasses.replace(tiny.decoder, coverage_kernels=(11, 5, 3))
+    three_scales = ABM(dataclasses.replace(tiny, decoder=decoder))
     with pytest.raises(CheckpointError, match="coverage_convs.2"):
         to_official_state_dict(three_scales.state_dict())
 
