@@ -117,7 +117,7 @@ def ink_mask(gray: np.ndarray, source: str = "image") -> np.ndarray:
 
 def remove_specks(ink: np.ndarray, min_area: int) -> np.ndarray:
     """Drop the 8-connected ink components smaller than min_area pixels."""
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(ink.astype(np.uint8), connectivity=8)
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(ink.astype(np.uint8), connectivity=8)
     keep = stats[:, cv2.CC_STAT_AREA] >= min_area
     keep[0] = False  # label 0 is the background
     return keep[labels]
