@@ -6,11 +6,10 @@ was trained with, and provenance (source checkpoint SHA-256, epoch, validation E
 date). `load_pretrained` also accepts this project's training checkpoints and the
 official XH-B/ABM checkpoints, recognised by their contents, not their names.
 
-    python -m abm_lib.pretrained runs/abm/best.pt abm_lib/weights/abm_paper.pt
+    python -m abm_lib.export runs/abm/best.pt abm_lib/weights/abm_paper.pt
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import logging
 from pathlib import Path
@@ -145,7 +144,7 @@ def _resolve(path_or_name: Path | str | None) -> Path:
         raise CheckpointError(
             f"no shipped weights yet ({shipped} does not exist). Train a model with "
             "`python -m abm_lib.train --config paper --data DATA --run-dir runs/abm`, export it with "
-            f"`python -m abm_lib.pretrained runs/abm/best.pt {shipped}`, or pass a checkpoint path")
+            f"`python -m abm_lib.export runs/abm/best.pt {shipped}`, or pass a checkpoint path")
     available = sorted(p.stem for p in WEIGHTS_DIR.glob("*.pt"))
     raise CheckpointError(f"{path_or_name}: no such checkpoint file, nor shipped weights of that name "
                           f"(shipped: {available or 'none yet'})")
@@ -160,22 +159,3 @@ def load_pretrained(path_or_name: str | Path | None = None, device: str | torch.
     model, vocab, preprocessing, provenance = _read_source(path)
     model.vocab, model.preprocessing, model.provenance = vocab, preprocessing, provenance
     return model.to(device).eval()
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m abm_lib.pretrained",
-                                     description="Export a checkpoint as small fp16 weights for load_pretrained.")
-    parser.add_argument("checkpoint", help="a training checkpoint (run/best.pt) or an official state dict")
-    parser.add_argument("out", help="the weights file to write, e.g. abm_lib/weights/abm_paper.pt")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        provenance = export_weights(args.checkpoint, args.out)
-    except CheckpointError as error:
-        parser.exit(1, f"error: {error}\n")
-    logging.info("%s (%.1f MB): %s", args.out, Path(args.out).stat().st_size / 1e6, provenance)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from abm_lib import pretrained
+from abm_lib import export, pretrained
 from abm_lib.checkpoint import CheckpointError, file_sha256
 from abm_lib.config import ExperimentConfig, to_dict
 from abm_lib.decoding import DecodingOptions, greedy_search
@@ -92,9 +92,9 @@ def test_training_and_official_checkpoints_load_directly(tmp_path, source_model,
 
 def test_default_and_named_weights(tmp_path, monkeypatch, training_checkpoint):
     monkeypatch.setattr(pretrained, "WEIGHTS_DIR", tmp_path / "weights")
-    with pytest.raises(CheckpointError, match="no shipped weights yet.*python -m abm_lib.pretrained"):
+    with pytest.raises(CheckpointError, match="no shipped weights yet.*python -m abm_lib.export"):
         load_pretrained()
-    assert pretrained.main([str(training_checkpoint), str(tmp_path / "weights" / "abm_paper.pt")]) == 0
+    assert export.main([str(training_checkpoint), str(tmp_path / "weights" / "abm_paper.pt")]) == 0
     assert load_pretrained().provenance["epoch"] == 3
     assert load_pretrained("abm_paper").provenance["epoch"] == 3
     with pytest.raises(CheckpointError, match="shipped: \\['abm_paper'\\]"):
@@ -107,6 +107,12 @@ def _one_line_error(path) -> str:
     message = str(error.value)
     assert "\n" not in message and str(path) in message
     return message
+
+
+def test_export_command_reports_errors(tmp_path, caplog):
+    assert export.main([str(tmp_path / "missing.pt"), str(tmp_path / "out.pt")]) == 1
+    assert "missing.pt: no such checkpoint" in caplog.text
+    assert not (tmp_path / "out.pt").exists()
 
 
 def test_unusable_files_give_one_line_errors(tmp_path):
