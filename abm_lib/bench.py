@@ -1,0 +1,104 @@
+"""Command line: training and beam-search throughput of the official-size model.
+
+    python -m abm_lib.bench [--device auto] [--threads N] [--repeats 3]
+
+Training: one optimiser step with both decoders on a batch of 16 images of 96x272 with
+17-token labels (the setting in which the official code was timed). Search: beam width
+10 on the same 16 images for exactly 17 steps (eos suppressed), so every implementation
+does the same work. Printed for fp32 and for the runtime's default precision.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from .data import Example, collate
+from .decoding import DecodingOptions, beam_search
+from .loss import LossConfig, bidirectional_loss
+from .model import ABM
+from .runtime import Runtime, resolve_runtime
+from .vocab import default_vocabulary
+
+BATCH, HEIGHT, WIDTH, TOKENS = 16, 96, 272, 17
+
+
+def synthetic_batch(seed: int = 0):
+    """16 sparse random 'ink' images and random labels: the benchmark's fixed workload."""
+    rng = np.random.default_rng(seed)
+    examples = [Example(str(i), ((rng.random((HEIGHT, WIDTH)) > 0.9) * 255).astype(np.uint8),
+                        rng.integers(2, 112, TOKENS).tolist()) for i in range(BATCH)]
+    return collate(examples, default_vocabulary())
+
+
+def training_images_per_second(runtime: Runtime, repeats: int) -> float:
+    torch.manual_seed(0)
+    model = runtime.prepare(ABM()).train()
+    batch = synthetic_batch().to(runtime.device, runtime.channels_last)
+    optimizer = torch.optim.Adadelta(model.parameters(), lr=1.0, eps=1e-6, weight_decay=1e-4)
+
+    def step() -> None:
+        with runtime.autocast():
+            outputs = model(batch.images, batch.image_mask, batch.inputs)
+            terms = bidirectional_loss({d: o[0] for d, o in outputs.items()}, batch.targets,
+                                       batch.target_mask, batch.lengths.to(runtime.device), LossConfig())
+        optimizer.zero_grad()
+        terms.total.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 100.0)
+        optimizer.step()
+
+    return BATCH / _best_time(step, runtime, repeats)
+
+
+def search_images_per_second(runtime: Runtime, repeats: int) -> float:
+    torch.manual_seed(0)
+    model = runtime.prepare(ABM()).eval()
+    with torch.no_grad():
+        model.decoders["l2r"].classifier.bias[default_vocabulary().eos_id] = -1e4  # exactly TOKENS steps
+    batch = synthetic_batch().to(runtime.device, runtime.channels_last)
+    options = DecodingOptions(beam_width=10, max_length=TOKENS, return_attention=False)
+
+    def search() -> None:
+        with runtime.autocast():
+            beam_search(model, batch.images, batch.image_mask, options)
+
+    return BATCH / _best_time(search, runtime, repeats)
+
+
+def _best_time(function, runtime: Runtime, repeats: int) -> float:
+    function()  # warm-up
+    times = []
+    for _ in range(repeats):
+        if runtime.device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        function()
+        if runtime.device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m abm_lib.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    default = resolve_runtime(args.device, "auto")
+    print(f"device {default.device}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(f"workload: batch {BATCH} of {HEIGHT}x{WIDTH}, {TOKENS} tokens; beam width 10")
+    for precision in dict.fromkeys(["fp32", default.precision]):
+        runtime = resolve_runtime(args.device, precision)
+        train = training_images_per_second(runtime, args.repeats)
+        search = search_images_per_second(runtime, args.repeats)
+        print(f"{precision:5s} training {train:6.1f} images/s   beam search {search:6.1f} images/s")
+
+
+if __name__ == "__main__":
+    main()
