@@ -15,11 +15,11 @@ import logging
 import sys
 from pathlib import Path
 
-from .checkpoint import CheckpointError, load_state_strict, read_checkpoint
-from .config import ExperimentConfig, from_dict
+from .checkpoint import CheckpointError
 from .decoding import DecodingOptions
 from .evaluation import evaluate, provenance, results_table, write_report
 from .model import ABM
+from .pretrained import load_pretrained
 from .runtime import PRECISIONS, resolve_runtime
 from .vocab import Vocabulary, default_vocabulary
 
@@ -30,7 +30,8 @@ BUILD_HINT = "build it with `python -m data_prep build --crohme DIR --offline DI
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m abm_lib.evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, help="a training checkpoint (best.pt, last.pt)")
+    parser.add_argument("--checkpoint", required=True,
+                        help="a training checkpoint (best.pt), exported weights or an official ABM checkpoint")
     parser.add_argument("--data", required=True, help="folder written by `python -m data_prep build`")
     parser.add_argument("--split", action="append", required=True, help="split to evaluate (repeatable)")
     parser.add_argument("--beam", type=int, default=10, help="beam width; 1 = greedy search (default 10)")
@@ -64,8 +65,8 @@ def _run(args: argparse.Namespace, command: list[str]) -> list[dict]:
         runtime = resolve_runtime(args.device, args.precision)
     except RuntimeError as error:  # e.g. CUDA asked for on a machine without it
         raise ValueError(str(error)) from None
-    model, vocab, checkpoint = load_model(args.checkpoint)
-    origin = provenance(args.checkpoint, checkpoint)
+    model, vocab = load_model(args.checkpoint)
+    origin = provenance(args.checkpoint)
     reports = []
     for split, path in zip(args.split, outputs):
         report = evaluate(model, data_dir / split, options, runtime=runtime, progress=True, vocab=vocab,
@@ -98,22 +99,12 @@ def _output_paths(out: str | None, splits: list[str], checkpoint: Path) -> list[
     return [folder / f"{split}.json" for split in splits]
 
 
-def load_model(path: Path | str) -> tuple[ABM, Vocabulary, dict]:
-    """A training checkpoint -> (ABM in eval mode, its vocabulary, the checkpoint dict)."""
-    checkpoint = read_checkpoint(path)
-    if not isinstance(checkpoint, dict) or "model" not in checkpoint or "config" not in checkpoint:
-        raise CheckpointError(f"{path}: not a training checkpoint of this project (no 'model' and 'config')")
-    try:
-        config = from_dict(ExperimentConfig, checkpoint["config"])
-    except (KeyError, TypeError, ValueError) as error:
-        raise CheckpointError(f"{path}: its config describes another architecture ({_one_line(error)})") from None
-    model = ABM(config.model)
-    load_state_strict(model, checkpoint["model"], str(path))
-    vocab = Vocabulary(tuple(checkpoint["vocab"])) if "vocab" in checkpoint else default_vocabulary()
-    if len(vocab) != config.model.decoder.vocab_size:
-        raise CheckpointError(f"{path}: vocabulary of {len(vocab)} tokens for a model with "
-                              f"{config.model.decoder.vocab_size} outputs")
-    return model.eval(), vocab, checkpoint
+def load_model(path: Path | str) -> tuple[ABM, Vocabulary]:
+    """Any checkpoint `load_pretrained` reads (training, exported or official) -> (ABM in eval mode, vocabulary)."""
+    if not Path(path).is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    model = load_pretrained(path)
+    return model, getattr(model, "vocab", None) or default_vocabulary()
 
 
 def _one_line(error: BaseException) -> str:

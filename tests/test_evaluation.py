@@ -212,3 +212,19 @@ def test_cli_bad_input_is_one_line_and_exit_code_1(tmp_path, split_dir, checkpoi
     assert len(errors) == 1 and message in errors[0] and "\n" not in errors[0]
     if case == "unknown split":
         assert "available: tiny" in errors[0]
+
+
+def test_cli_reads_exported_and_official_weights_too(tmp_path, split_dir, checkpoint):
+    from abm_lib.official import save_official_checkpoint
+    from abm_lib.pretrained import export_weights
+    export_weights(checkpoint, tmp_path / "exported.pt")
+    save_official_checkpoint(tiny_model(), tmp_path / "official.pkl")
+    reports = {}
+    for name in ("run/best.pt", "exported.pt", "official.pkl"):
+        out = tmp_path / f"{name.replace('/', '_')}.json"
+        assert main(cli_arguments(tmp_path / name, split_dir.parent, "--split", "tiny", "--out", str(out))) == 0
+        reports[name] = read_report(out)
+    answers = {name: [p["prediction"] for p in r["predictions"]] for name, r in reports.items()}
+    assert answers["official.pkl"] == answers["run/best.pt"]  # the conversion is exact
+    assert reports["exported.pt"]["provenance"]["exported_from"]["epoch"] == 2
+    assert "config" not in reports["official.pkl"]["provenance"]  # a bare state dict says nothing of its training
