@@ -31,14 +31,19 @@ def atomic_save(obj, path: Path | str) -> None:
 
 
 def read_checkpoint(path: Path | str) -> dict:
-    """Load a checkpoint dict on the CPU; a missing or corrupt file raises CheckpointError."""
+    """Load a checkpoint dict on the CPU; a missing or corrupt file raises CheckpointError.
+
+    Always with weights_only=True: tensors and plain containers only, so a file from
+    elsewhere (an official .pkl, a download) cannot run code when it is opened.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many kinds for a damaged file
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(error).__name__}: {error}); "
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(error).__name__}: {reason}); "
                               "re-download or re-export it") from None
 
 

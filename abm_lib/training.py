@@ -318,8 +318,7 @@ class Trainer:
             "schedule": dataclasses.asdict(self.schedule),
             "epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
             "best_exprate": self.best_exprate, "history": self.history, "epoch_totals": self.epoch_totals,
-            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+            "rng": _rng_state(),
             "config": to_dict(self.config), "vocab": list(self.vocab.tokens),
             "data_fingerprint": self.fingerprint, "world_size": self.world,
         }
@@ -346,11 +345,7 @@ class Trainer:
         self.epoch, self.step_in_epoch, self.global_step = state["epoch"], state["step_in_epoch"], state["global_step"]
         self.best_exprate, self.history = state["best_exprate"], state["history"]
         self.epoch_totals = state.get("epoch_totals", _empty_totals())
-        torch.set_rng_state(state["rng"]["torch"])
-        np.random.set_state(state["rng"]["numpy"])
-        random.setstate(state["rng"]["python"])
-        if state["rng"]["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        _set_rng_state(state["rng"])
         log.info("resumed %s at epoch %d, step %d (global step %d)", path, self.epoch, self.step_in_epoch,
                  self.global_step)
 
@@ -376,6 +371,28 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
     temporary.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     os.replace(temporary, path)
+
+
+def _rng_state() -> dict:
+    """Every RNG's state as tensors and numbers, so checkpoints load with weights_only=True."""
+    _, keys, position, has_gauss, cached = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+                      "has_gauss": int(has_gauss), "cached": float(cached)},
+            "python": {"version": version, "internal": torch.tensor(internal, dtype=torch.int64), "gauss": gauss}}
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    numpy = state["numpy"]
+    np.random.set_state(("MT19937", numpy["keys"].numpy().astype(np.uint32), numpy["position"],
+                         numpy["has_gauss"], numpy["cached"]))
+    python = state["python"]
+    random.setstate((python["version"], tuple(python["internal"].tolist()), python["gauss"]))
 
 
 def _seed_everything(seed: int) -> None:
