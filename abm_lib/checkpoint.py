@@ -5,6 +5,7 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
+from typing import IO, Callable
 
 import torch
 from torch import nn
@@ -14,20 +15,26 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used; the message says which file and what to do."""
 
 
-def atomic_save(obj, path: Path | str) -> None:
-    """torch.save to a temporary file in the same folder, flushed, then renamed into place."""
+def atomic_write(path: Path | str, write: Callable[[IO], None], binary: bool = True) -> None:
+    """Write through `write(file)` to a temporary file in the same folder, flushed, then renamed
+    into place: a crash leaves the old file whole and no partial one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(obj, file)
+        with os.fdopen(handle, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as file:
+            write(file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def atomic_save(obj, path: Path | str) -> None:
+    """torch.save, atomically."""
+    atomic_write(path, lambda file: torch.save(obj, file))
 
 
 def read_checkpoint(path: Path | str) -> dict:

@@ -15,10 +15,8 @@ import dataclasses
 import datetime
 import json
 import logging
-import os
 import platform
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,7 +25,7 @@ from tqdm import tqdm
 
 from data_prep.splits import Split, load_split
 
-from .checkpoint import file_sha256, read_checkpoint
+from .checkpoint import atomic_write, file_sha256, read_checkpoint
 from .data import Example, bucket_by_area, pad_images
 from .decoding import DecodingOptions, Hypothesis, beam_search, greedy_search
 from .metrics import score_expressions
@@ -192,17 +190,7 @@ def _training_state(checkpoint: dict) -> dict:
 def write_report(report: dict, path: Path | str) -> Path:
     """Write a report as JSON atomically (temporary file in the same folder, then rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            json.dump(report, file, indent=1, ensure_ascii=False)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda file: json.dump(report, file, indent=1, ensure_ascii=False), binary=False)
     return path
 
 

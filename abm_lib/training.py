@@ -28,7 +28,7 @@ import torch.distributed as dist
 import yaml
 from tqdm import tqdm
 
-from .checkpoint import CheckpointError, atomic_save, load_state_strict, read_checkpoint
+from .checkpoint import CheckpointError, atomic_save, atomic_write, load_state_strict, read_checkpoint
 from .config import ExperimentConfig, to_dict
 from .data import Example, bucket_by_area, collate, filter_trainable, load_examples
 from .decoding import DecodingOptions, beam_search, greedy_search
@@ -368,9 +368,7 @@ def _empty_totals() -> dict[str, float]:
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    os.replace(temporary, path)
+    atomic_write(path, lambda file: file.write("".join(json.dumps(row) + "\n" for row in rows)), binary=False)
 
 
 def _rng_state() -> dict:
