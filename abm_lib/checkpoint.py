@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import tempfile
 from pathlib import Path
 from typing import IO, Callable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -80,3 +82,26 @@ def file_sha256(path: Path | str) -> str:
         for chunk in iter(lambda: file.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def capture_rng_state() -> dict:
+    """Every RNG's state as tensors and numbers, so checkpoints load with weights_only=True."""
+    _, keys, position, has_gauss, cached = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+                      "has_gauss": int(has_gauss), "cached": float(cached)},
+            "python": {"version": version, "internal": torch.tensor(internal, dtype=torch.int64), "gauss": gauss}}
+
+
+def restore_rng_state(state: dict) -> None:
+    """Put back what capture_rng_state saved."""
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    numpy = state["numpy"]
+    np.random.set_state(("MT19937", numpy["keys"].numpy().astype(np.uint32), numpy["position"],
+                         numpy["has_gauss"], numpy["cached"]))
+    python = state["python"]
+    random.setstate((python["version"], tuple(python["internal"].tolist()), python["gauss"]))

@@ -19,7 +19,6 @@ import random
 import signal
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,8 @@ import torch.distributed as dist
 import yaml
 from tqdm import tqdm
 
-from .checkpoint import CheckpointError, atomic_save, atomic_write, load_state_strict, read_checkpoint
+from .checkpoint import (CheckpointError, atomic_save, atomic_write, capture_rng_state, load_state_strict,
+                         read_checkpoint, restore_rng_state)
 from .config import ExperimentConfig, to_dict
 from .data import Example, bucket_by_area, collate, filter_trainable, load_examples
 from .decoding import DecodingOptions, beam_search, greedy_search
@@ -36,6 +36,7 @@ from .loss import bidirectional_loss, sequence_cross_entropy
 from .metrics import edit_distance, expression_rate
 from .model import ABM
 from .runtime import resolve_runtime
+from .schedule import PlateauSchedule
 from .vocab import default_vocabulary
 
 log = logging.getLogger(__name__)
@@ -48,36 +49,6 @@ RESUMABLE_CHANGES = {"train.max_epochs", "train.max_steps", "train.threads", "tr
 
 class TrainingStopped(Exception):
     """Raised inside the loop when a stop was requested (signal or max_steps)."""
-
-
-@dataclass
-class PlateauSchedule:
-    """Halve the learning rate after `patience` epochs without improvement, at most `max_decays` times."""
-
-    lr: float
-    patience: int
-    factor: float
-    max_decays: int
-    minimize: bool = True
-    best: float | None = None
-    bad_epochs: int = 0
-    decays: int = 0
-
-    def update(self, value: float) -> str:
-        """Record an epoch's metric; returns 'improved', 'wait', 'decayed' or 'stop'."""
-        better = self.best is None or (value < self.best if self.minimize else value > self.best)
-        if better:
-            self.best, self.bad_epochs = value, 0
-            return "improved"
-        self.bad_epochs += 1
-        if self.bad_epochs <= self.patience:
-            return "wait"
-        if self.decays >= self.max_decays:
-            return "stop"
-        self.lr *= self.factor
-        self.decays += 1
-        self.bad_epochs = 0
-        return "decayed"
 
 
 def data_fingerprint(data_dir: Path, splits: list[str]) -> str:
@@ -318,7 +289,7 @@ class Trainer:
             "schedule": dataclasses.asdict(self.schedule),
             "epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
             "best_exprate": self.best_exprate, "history": self.history, "epoch_totals": self.epoch_totals,
-            "rng": _rng_state(),
+            "rng": capture_rng_state(),
             "config": to_dict(self.config), "vocab": list(self.vocab.tokens),
             "data_fingerprint": self.fingerprint, "world_size": self.world,
         }
@@ -345,7 +316,7 @@ class Trainer:
         self.epoch, self.step_in_epoch, self.global_step = state["epoch"], state["step_in_epoch"], state["global_step"]
         self.best_exprate, self.history = state["best_exprate"], state["history"]
         self.epoch_totals = state.get("epoch_totals", _empty_totals())
-        _set_rng_state(state["rng"])
+        restore_rng_state(state["rng"])
         log.info("resumed %s at epoch %d, step %d (global step %d)", path, self.epoch, self.step_in_epoch,
                  self.global_step)
 
@@ -369,28 +340,6 @@ def _empty_totals() -> dict[str, float]:
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
     atomic_write(path, lambda file: file.write("".join(json.dumps(row) + "\n" for row in rows)), binary=False)
-
-
-def _rng_state() -> dict:
-    """Every RNG's state as tensors and numbers, so checkpoints load with weights_only=True."""
-    _, keys, position, has_gauss, cached = np.random.get_state()
-    version, internal, gauss = random.getstate()
-    return {"torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
-                      "has_gauss": int(has_gauss), "cached": float(cached)},
-            "python": {"version": version, "internal": torch.tensor(internal, dtype=torch.int64), "gauss": gauss}}
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    numpy = state["numpy"]
-    np.random.set_state(("MT19937", numpy["keys"].numpy().astype(np.uint32), numpy["position"],
-                         numpy["has_gauss"], numpy["cached"]))
-    python = state["python"]
-    random.setstate((python["version"], tuple(python["internal"].tolist()), python["gauss"]))
 
 
 def _seed_everything(seed: int) -> None:
