@@ -1,0 +1,198 @@
+"""The repository's results/ folder, read for the book: runs, their logs and evaluation reports.
+
+    results/abm_paper/            the reference run (the `paper` config)
+        metrics.jsonl             one line per epoch (training.Trainer)
+        config.yaml               the run's full config
+        train.log                 optional: the trainer's log, for the epoch in progress
+        eval/<split>.json         reports of `python -m abm_lib.evaluate`
+    results/ablations/<variant>/  the same for each variant of ABLATIONS
+
+Any of these may be missing (training takes days on a CPU): readers return empty values,
+and `missing` says which command produces what is absent. Nothing here computes a metric;
+reports are shown as `abm_lib.evaluation.evaluate` wrote them.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .evaluation import read_report
+from .viz import read_metrics
+
+RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
+REFERENCE_RUN = "abm_paper"
+
+# ExpRate (%) reported by the paper (Bian et al., AAAI 2022, abstract and Table 2): beam 10,
+# L2R branch, no augmentation, standard CROHME test images with the v1 (WAP) captions.
+PAPER_EXPRATE = {"test2014": 56.85, "test2016": 52.92, "test2019": 53.96}
+PAPER_CITATION = ("Bian, Qin, Xin, Li, Su, Wang, \"Handwritten Mathematical Expression Recognition via "
+                  "Attention Aggregation based Bi-directional Mutual Learning\", AAAI 2022 (arXiv:2112.03603)")
+
+# The test sets as the book's tables show them: (year, our standard-image split, our rendered split).
+# CROHME 2019 has no standard offline images here: our renders of its InkML stand in for them.
+TEST_SETS = (("2014", "test2014", "test2014_rendered"),
+             ("2016", "test2016", "test2016_rendered"),
+             ("2019", None, "test2019"))
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """One row of the ablation study: a name, what it tests, and its config overrides."""
+
+    name: str
+    description: str
+    overrides: tuple[str, ...]
+
+
+# Overrides on top of the `paper` config. The full model is the reference run itself.
+ABLATIONS = (
+    Ablation("dwap", "DWAP baseline: L2R decoder only, single-scale coverage (11x11)",
+             ("model.directions=[l2r]", "model.decoder.coverage_kernels=[11]")),
+    Ablation("dwap_aam", "+ AAM: L2R only, coverage at 11x11 and 5x5",
+             ("model.directions=[l2r]", "model.decoder.coverage_kernels=[11,5]")),
+    Ablation("dwap_bml", "+ bi-directional mutual learning, single-scale coverage",
+             ("model.directions=[l2r,r2l]", "model.decoder.coverage_kernels=[11]")),
+    Ablation("abm", "ABM: both (the reference run, results/abm_paper)", ()),
+    Ablation("abm_official_kl", "ABM with the official code's KL row pairing",
+             ("loss.kl_alignment=official",)),
+)
+
+
+@dataclass
+class RunResults:
+    """What a run folder holds; empty fields for the files that are not there (yet)."""
+
+    folder: Path
+    metrics: list[dict] = field(default_factory=list)
+    config: dict | None = None
+    reports: dict[str, dict] = field(default_factory=dict)  # split -> evaluation report
+    log_progress: dict | None = None  # the last progress line of train.log
+
+    @property
+    def exists(self) -> bool:
+        return bool(self.metrics or self.config or self.reports)
+
+
+def results_dir(override: Path | str | None = None) -> Path:
+    """The results folder: `override` if given, else the repository's results/."""
+    return Path(override) if override else RESULTS_DIR
+
+
+def load_run(folder: Path | str) -> RunResults:
+    """Read a run folder of the layout above; absent files leave their fields empty."""
+    folder = Path(folder)
+    config_file = folder / "config.yaml"
+    config = yaml.safe_load(config_file.read_text(encoding="utf-8")) if config_file.is_file() else None
+    reports = {}
+    for path in sorted((folder / "eval").glob("*.json")):
+        report = read_report(path)
+        reports[report["split"]] = report
+    return RunResults(folder, read_metrics(folder / "metrics.jsonl"), config, reports,
+                      last_progress(folder / "train.log"))
+
+
+def missing(what: str, command: str) -> str:
+    """The sentence the book prints for a result that is not there yet."""
+    return f"Not yet available: {what}. Run `{command}` to produce it."
+
+
+# -------------------------------------------------------------------- provenance
+def provenance_note(report: dict) -> str:
+    """One line of Markdown saying where a report's numbers come from."""
+    origin = report.get("provenance") or {}
+    commit = origin.get("git_commit", "unknown")
+    state = {True: " (uncommitted changes)", False: "", None: ""}[origin.get("git_dirty")]
+    sha = origin.get("checkpoint_sha256", "")
+    checkpoint = Path(origin.get("checkpoint", "?")).name
+    trained = origin.get("exported_from") or {}
+    epoch = origin.get("epoch", trained.get("epoch"))
+    decoding = report.get("decoding", {})
+    parts = [f"commit `{commit[:10]}`{state}",
+             f"checkpoint `{checkpoint}` SHA-256 `{sha[:16]}…`" if sha else f"checkpoint `{checkpoint}`",
+             f"epoch {epoch}" if epoch is not None else None,
+             f"evaluated {origin.get('date', '?')}",
+             f"beam {decoding.get('beam_width', '?')}, {report.get('precision', '?')} on {report.get('device', '?')}",
+             config_summary(origin.get("config"))]
+    return " · ".join(part for part in parts if part)
+
+
+def config_summary(config: dict | None) -> str | None:
+    """The settings an ablation varies, from a training config dict (or None)."""
+    if not isinstance(config, dict):
+        return None
+    model = config.get("model", config)
+    decoder = model.get("decoder", {})
+    loss = config.get("loss", {})
+    items = [f"directions {'+'.join(model['directions'])}" if "directions" in model else None,
+             f"coverage kernels {decoder['coverage_kernels']}" if "coverage_kernels" in decoder else None,
+             f"KL pairing {loss['kl_alignment']}" if "kl_alignment" in loss else None,
+             f"labels {config['data']['label_set']}" if "label_set" in config.get("data", {}) else None]
+    items = [item for item in items if item]
+    return "config: " + ", ".join(items) if items else None
+
+
+def provenance_notes(reports: list[dict]) -> list[str]:
+    """The distinct provenance lines of some reports, each with the splits it covers."""
+    notes: dict[str, list[str]] = {}
+    for report in reports:
+        notes.setdefault(provenance_note(report), []).append(report["split"])
+    return [f"{', '.join(splits)}: {note}" for note, splits in notes.items()]
+
+
+# -------------------------------------------------------------------- throughput
+_PROGRESS = re.compile(r"^(?P<time>\S+ \S+) INFO epoch (?P<epoch>\d+) step (?P<step>\d+)/(?P<steps>\d+) "
+                       r"loss (?P<loss>\S+) images/s (?P<rate>[\d.]+)")
+_DATA = re.compile(r"INFO train: (?P<expressions>\d+) expressions in (?P<batches>\d+) batches")
+
+
+def last_progress(log_file: Path | str) -> dict | None:
+    """The last 'epoch E step S/N loss L images/s R' line of a train.log as numbers, with the
+    training set size the log reported; None if there is no such line."""
+    log_file = Path(log_file)
+    if not log_file.is_file():
+        return None
+    found, expressions = None, None
+    for line in log_file.read_text(encoding="utf-8", errors="replace").splitlines():
+        if match := _PROGRESS.match(line):
+            found = match
+        elif match := _DATA.search(line):
+            expressions = int(match["expressions"])
+    if found is None:
+        return None
+    return {"time": found["time"], "epoch": int(found["epoch"]), "step": int(found["step"]),
+            "steps": int(found["steps"]), "loss": float(found["loss"]), "images_per_s": float(found["rate"]),
+            "expressions": expressions}
+
+
+def throughput(metrics: list[dict], progress: dict | None = None) -> dict:
+    """Speed and time spent, from metrics.jsonl rows and, if given, the log's last progress line.
+
+    images/s: mean training throughput over the logged epochs (else the log's current rate);
+    hours per epoch: mean training + validation time of the logged epochs (else an estimate,
+    training only: expressions / images per second); hours so far: the logged epochs plus the
+    done share of the epoch in progress at hours per epoch. `estimated` says which applies.
+    """
+    rates = [row["train_images_per_s"] for row in metrics if _finite(row.get("train_images_per_s"))]
+    epoch_seconds = [row["train_seconds"] + row.get("valid_seconds", 0.0) for row in metrics
+                     if _finite(row.get("train_seconds"))]
+    current = progress if progress and progress["epoch"] >= len(metrics) and progress["steps"] else None
+    images_per_s = sum(rates) / len(rates) if rates else (current or {}).get("images_per_s", math.nan)
+    estimated = not epoch_seconds
+    if epoch_seconds:
+        hours_per_epoch = sum(epoch_seconds) / len(epoch_seconds) / 3600
+    elif current and current.get("expressions") and current["images_per_s"] > 0:
+        hours_per_epoch = current["expressions"] / current["images_per_s"] / 3600
+    else:
+        hours_per_epoch = math.nan
+    share = current["step"] / current["steps"] if current else 0.0
+    hours = sum(epoch_seconds) / 3600 + (share * hours_per_epoch if share and math.isfinite(hours_per_epoch) else 0.0)
+    return {"epochs_completed": len(metrics), "epoch_in_progress": share, "images_per_s": images_per_s,
+            "hours_per_epoch": hours_per_epoch, "hours_so_far": hours, "estimated": estimated}
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)

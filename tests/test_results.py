@@ -1,0 +1,103 @@
+"""Reading the results/ folder: absent files, reports, provenance lines, throughput from the logs."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from abm_lib.config import load_config
+from abm_lib.evaluation import write_report
+from abm_lib.results import (ABLATIONS, PAPER_EXPRATE, last_progress, load_run, missing, provenance_note,
+                             provenance_notes, throughput)
+
+REPORT = {
+    "split": "test2014", "count": 2, "metrics": {"v1": {"exp_rate": 50.0, "le1": 100.0, "le2": 100.0, "wer": 10.0,
+                                                        "count": 2}},
+    "predictions": [], "decoding": {"beam_width": 10}, "device": "cpu", "precision": "bf16",
+    "provenance": {"git_commit": "0123456789abcdef", "git_dirty": False, "checkpoint": "runs/abm/best.pt",
+                   "checkpoint_sha256": "f" * 64, "epoch": 12, "date": "2025-01-02T03:04:05+00:00",
+                   "config": {"model": {"directions": ["l2r", "r2l"], "decoder": {"coverage_kernels": [11, 5]}},
+                              "loss": {"kl_alignment": "target"}, "data": {"label_set": "v1"}}},
+}
+
+
+def test_an_absent_or_empty_run_folder_reads_as_empty(tmp_path):
+    run = load_run(tmp_path / "nothing")
+    assert not run.exists and run.metrics == [] and run.reports == {} and run.config is None
+    assert run.log_progress is None
+
+
+def test_a_run_folder_is_read_whole(tmp_path):
+    write_report(REPORT, tmp_path / "eval" / "test2014.json")
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"epoch": 0, "train_loss": 3.0}) + "\n")
+    (tmp_path / "config.yaml").write_text("model:\n  directions: [l2r]\n")
+    run = load_run(tmp_path)
+    assert run.exists and list(run.reports) == ["test2014"]
+    assert run.metrics == [{"epoch": 0, "train_loss": 3.0}] and run.config["model"]["directions"] == ["l2r"]
+
+
+def test_a_file_that_is_not_a_report_is_an_error(tmp_path):
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "test2014.json").write_text("{}")
+    with pytest.raises(ValueError, match="not an evaluation report"):
+        load_run(tmp_path)
+
+
+def test_provenance_names_commit_checkpoint_epoch_date_decoding_and_config():
+    note = provenance_note(REPORT)
+    for part in ("`0123456789`", "`best.pt`", "`ffffffffffffffff…`", "epoch 12", "2025-01-02",
+                 "beam 10, bf16 on cpu", "directions l2r+r2l", "coverage kernels [11, 5]", "KL pairing target"):
+        assert part in note
+    assert "uncommitted" in provenance_note({**REPORT, "provenance": {**REPORT["provenance"], "git_dirty": True}})
+    assert provenance_notes([REPORT, {**REPORT, "split": "test2016"}]) == [f"test2014, test2016: {note}"]
+
+
+def test_provenance_of_a_report_without_one_still_reads():
+    assert "commit `unknown`" in provenance_note({"split": "x", "metrics": {}})
+
+
+def test_missing_says_what_to_run():
+    assert missing("ExpRate on test2014", "python -m abm_lib.evaluate ...") == (
+        "Not yet available: ExpRate on test2014. Run `python -m abm_lib.evaluate ...` to produce it.")
+
+
+def test_throughput_from_finished_epochs_and_the_epoch_in_progress():
+    rows = [{"epoch": e, "train_images_per_s": rate, "train_seconds": 3000.0, "valid_seconds": 600.0}
+            for e, rate in enumerate((3.0, 5.0))]
+    done = throughput(rows)
+    assert done["images_per_s"] == 4.0 and done["hours_per_epoch"] == 1.0 and done["hours_so_far"] == 2.0
+    assert not done["estimated"]
+    progress = {"epoch": 2, "step": 250, "steps": 1000, "images_per_s": 4.5, "expressions": 9000}
+    assert throughput(rows, progress)["hours_so_far"] == pytest.approx(2.25)
+
+
+def test_throughput_before_the_first_epoch_is_estimated_from_the_log():
+    progress = {"epoch": 0, "step": 100, "steps": 1000, "images_per_s": 2.5, "expressions": 9000}
+    early = throughput([], progress)
+    assert early["estimated"] and early["hours_per_epoch"] == pytest.approx(1.0)
+    assert early["hours_so_far"] == pytest.approx(0.1)
+    assert math.isnan(throughput([])["hours_per_epoch"]) and throughput([])["hours_so_far"] == 0
+
+
+def test_last_progress_reads_the_trainer_log(tmp_path):
+    log = tmp_path / "train.log"
+    log.write_text(
+        "2025-01-01 10:00:00,000 INFO train: 8833 expressions in 1219 batches (2 left out); valid: 667\n"
+        "2025-01-01 10:05:00,000 INFO epoch 0 step 100/1219 loss 6.4840 images/s 2.98\n"
+        "2025-01-01 10:09:00,000 WARNING something else\n"
+        "2025-01-01 10:10:00,000 INFO epoch 0 step 200/1219 loss 5.6772 images/s 3.10\n")
+    assert last_progress(log) == {"time": "2025-01-01 10:10:00,000", "epoch": 0, "step": 200, "steps": 1219,
+                                  "loss": 5.6772, "images_per_s": 3.10, "expressions": 8833}
+    assert last_progress(tmp_path / "absent.log") is None
+
+
+def test_every_ablation_is_a_valid_set_of_overrides_on_the_paper_config():
+    names = [ablation.name for ablation in ABLATIONS]
+    assert len(set(names)) == len(names)
+    for ablation in ABLATIONS:
+        load_config("paper", list(ablation.overrides))  # unknown keys or bad values raise
+
+
+def test_the_paper_figures_are_the_three_published_test_sets():
+    assert set(PAPER_EXPRATE) == {"test2014", "test2016", "test2019"}
