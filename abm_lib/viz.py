@@ -103,24 +103,19 @@ def _plot_losses(ax, rows: list[dict]) -> None:
 
 def _plot_validation(ax, rows: list[dict]) -> None:
     epochs, values = _series(rows, "valid_loss")
-    ax.plot(epochs, values, color="tab:gray", marker="." if len(values) < 30 else None, label="loss (L2R CE)")
-    ax.set_ylabel("validation loss")
+    ax.plot(epochs, values, color="tab:gray", marker="." if len(values) < 30 else None)
+    ax.set_ylabel("L2R cross-entropy", color="tab:gray")
     ax.set_xlabel("epoch")
-    ax.set_title("validation")
     rate_ax = ax.twinx()
     epochs, rates = _series(rows, "valid_exprate")
     decoding = [row.get("valid_decoding", "greedy") for row in rows
                 if isinstance(row.get("valid_exprate"), (int, float)) and math.isfinite(row["valid_exprate"])]
-    rate_ax.plot(epochs, rates, color="tab:green", label="ExpRate")
-    for kind, marker in (("greedy", "."), ("beam10", "*")):
-        chosen = [i for i, d in enumerate(decoding) if d == kind]
-        if chosen:
-            rate_ax.plot(epochs[chosen], rates[chosen], linestyle="none", marker=marker, color="tab:green",
-                         markersize=9 if kind == "beam10" else 5, label=f"ExpRate, {kind}")
-    rate_ax.set_ylabel("validation ExpRate (%)", color="tab:green")
-    handles = ax.get_legend_handles_labels()[0] + rate_ax.get_legend_handles_labels()[0][1:]
-    if len(epochs):
-        ax.legend(handles=handles, fontsize=8, loc="center right")
+    rate_ax.plot(epochs, rates, color="tab:green", marker="." if len(rates) < 30 else None)
+    beam = [i for i, kind in enumerate(decoding) if kind != "greedy"]
+    if beam:
+        rate_ax.plot(epochs[beam], rates[beam], linestyle="none", marker="*", markersize=10, color="tab:green")
+    rate_ax.set_ylabel("ExpRate (%)", color="tab:green")
+    ax.set_title("validation: loss (grey), ExpRate (green" + (", * beam 10)" if beam else ", greedy)"))
 
 
 def _plot_learning_rate(ax, rows: list[dict]) -> None:
@@ -268,3 +263,43 @@ def attention_explorer(image: np.ndarray, hypothesis, tokens: Sequence[str]):
     box = widgets.VBox([slider, caption, output])
     box.figure = fig
     return box
+
+
+# --------------------------------------------------------------------- the method
+def architecture_diagram() -> Figure:
+    """ABM at a glance: a shared DenseNet encoder, two attention decoders with AAM (L2R, R2L),
+    the cross-entropy of each against the label and the KL term between them."""
+    fig, ax = plt.subplots(figsize=(12, 4.6))
+    ax.set_xlim(0, 12)
+    ax.set_ylim(0, 4.6)
+    ax.axis("off")
+
+    def box(x, y, w, h, text, colour):
+        ax.add_patch(plt.Rectangle((x, y), w, h, facecolor=colour, edgecolor="black", linewidth=1.0))
+        ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=9)
+
+    def arrow(start, end, text="", style="-|>", colour="black", **text_options):
+        ax.annotate("", xy=end, xytext=start, arrowprops={"arrowstyle": style, "color": colour, "linewidth": 1.2})
+        if text:
+            ax.text((start[0] + end[0]) / 2, (start[1] + end[1]) / 2, text, fontsize=8, ha="center",
+                    color=colour, **text_options)
+
+    box(0.1, 1.8, 1.3, 1.0, "image\nH x W", "#f2f2f2")
+    box(2.0, 1.5, 1.8, 1.6, "DenseNet-B\nencoder\n(shared)", "#dbe9f6")
+    box(4.4, 1.8, 1.3, 1.0, "features F\nH/16 x W/16\nx 684", "#f2f2f2")
+    box(6.4, 3.0, 2.5, 1.2, "L2R decoder\nattention GRU + AAM\n(coverage 11x11, 5x5)", "#fde2c8")
+    box(6.4, 0.4, 2.5, 1.2, "R2L decoder\nattention GRU + AAM\n(coverage 11x11, 5x5)", "#e3d7f0")
+    box(9.7, 3.2, 2.2, 0.8, "predicts  x ^ { 2 } <eos>\nCE with the label", "#ffffff")
+    box(9.7, 0.6, 2.2, 0.8, "predicts  } 2 { ^ x <sos>\nCE with the reversed label", "#ffffff")
+    arrow((1.4, 2.3), (2.0, 2.3))
+    arrow((3.8, 2.3), (4.4, 2.3))
+    arrow((5.7, 2.5), (6.4, 3.5))
+    arrow((5.7, 2.1), (6.4, 1.0))
+    arrow((8.9, 3.6), (9.7, 3.6))
+    arrow((8.9, 1.0), (9.7, 1.0))
+    arrow((7.65, 3.0), (7.65, 1.6), "", style="<|-|>", colour="tab:red")
+    ax.text(7.8, 2.3, "mutual distillation\nKL between the two\npredictions of each token\n(training only)",
+            fontsize=8, color="tab:red", va="center")
+    ax.text(6.4, 4.35, "inference: L2R branch only, beam search (width 10)", fontsize=8, color="tab:orange")
+    fig.tight_layout()
+    return fig

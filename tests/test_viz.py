@@ -138,3 +138,11 @@ def test_read_metrics_skips_only_a_cut_last_line(tmp_path):
     path.write_text('{"epoch": 0\n' + json.dumps(ROWS[1]) + "\n")
     with pytest.raises(ValueError, match="line 1"):
         read_metrics(path)
+
+
+def test_architecture_diagram_names_the_parts():
+    from abm_lib.viz import architecture_diagram
+
+    texts = " ".join(text.get_text() for text in architecture_diagram().axes[0].texts)
+    for part in ("DenseNet-B", "L2R decoder", "R2L decoder", "KL", "AAM"):
+        assert part in texts
