@@ -13,21 +13,24 @@ reports are shown as `abm_lib.evaluation.evaluate` wrote them.
 """
 from __future__ import annotations
 
+import datetime
 import math
 import re
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from .checkpoint import file_sha256
 from .evaluation import read_report
 from .viz import read_metrics
 
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
 REFERENCE_RUN = "abm_paper"
 
-# ExpRate (%) reported by the paper (Bian et al., AAAI 2022, abstract and Table 2): beam 10,
-# L2R branch, no augmentation, standard CROHME test images with the v1 (WAP) captions.
+# ExpRate (%) reported by the paper (Bian et al., AAAI 2022; stated in its abstract): L2R branch,
+# beam 10, no data augmentation, no ensemble; CROHME test images with the v1 (WAP) captions.
 PAPER_EXPRATE = {"test2014": 56.85, "test2016": 52.92, "test2019": 53.96}
 PAPER_CITATION = ("Bian, Qin, Xin, Li, Su, Wang, \"Handwritten Mathematical Expression Recognition via "
                   "Attention Aggregation based Bi-directional Mutual Learning\", AAAI 2022 (arXiv:2112.03603)")
@@ -95,12 +98,51 @@ def load_run(folder: Path | str) -> RunResults:
                       last_progress(folder / "train.log"))
 
 
-def missing(what: str, command: str) -> str:
+def missing(what: str, command: str, then: str = "") -> str:
     """The sentence the book prints for a result that is not there yet."""
-    return f"Not yet available: {what}. Run `{command}` to produce it."
+    return f"Not yet available: {what}. Run `{command}` to produce it" + (f", then {then}." if then else ".")
+
+
+# ----------------------------------------------------------------- comparison
+NOT_YET = "not yet available"
+
+
+def comparison_rows(reports: dict[str, dict]) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of ExpRate per test set: the paper's figure beside ours on the standard
+    images and on our renders, each scored on the v1 and the v2 labels; NOT_YET where a report
+    is missing, "-" where a split does not exist (2019 has no standard images)."""
+    header = ["CROHME", "paper (v1)", "ours, standard images, v1", "ours, standard images, v2",
+              "ours, our renders, v1", "ours, our renders, v2"]
+    rows = []
+    for year, standard, rendered in TEST_SETS:
+        row = [year, f"{PAPER_EXPRATE[f'test{year}']:.2f}"]
+        for split in (standard, rendered):
+            for label_set in ("v1", "v2"):
+                if split is None:
+                    row.append("-")
+                elif split not in reports:
+                    row.append(NOT_YET)
+                else:
+                    metrics = reports[split]["metrics"].get(label_set)
+                    row.append(f"{metrics['exp_rate']:.2f}" if metrics else "-")
+        rows.append(row)
+    return header, rows
 
 
 # -------------------------------------------------------------------- provenance
+def file_provenance(path: Path | str) -> str:
+    """A data file's identity for a caption: SHA-256, last commit that touched it, modification time."""
+    path = Path(path)
+    modified = datetime.datetime.fromtimestamp(path.stat().st_mtime, datetime.timezone.utc)
+    try:
+        commit = subprocess.run(["git", "log", "-1", "--format=%h %cs", "--", path.name], cwd=path.parent,
+                                capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return (f"`{path.name}` SHA-256 `{file_sha256(path)[:16]}…`, modified {modified.isoformat(timespec='seconds')}, "
+            + (f"committed in {commit}" if commit else "not committed"))
+
+
 def provenance_note(report: dict) -> str:
     """One line of Markdown saying where a report's numbers come from."""
     origin = report.get("provenance") or {}

@@ -60,6 +60,7 @@ def test_provenance_of_a_report_without_one_still_reads():
 def test_missing_says_what_to_run():
     assert missing("ExpRate on test2014", "python -m abm_lib.evaluate ...") == (
         "Not yet available: ExpRate on test2014. Run `python -m abm_lib.evaluate ...` to produce it.")
+    assert missing("a log", "train", then="copy it").endswith("to produce it, then copy it.")
 
 
 def test_throughput_from_finished_epochs_and_the_epoch_in_progress():
