@@ -126,6 +126,40 @@ def best_available_model(weights: Path | str | None = None, data_dir: Path | str
     return AvailableModel(model.to(device), "demo", run_dir / "last.pt", description, trained_on)
 
 
+def example_sample(available: AvailableModel, data_dir: Path | str, max_tokens: int = 25):
+    """An expression to show a model on (a data_prep Sample).
+
+    The demonstration model: the longest (up to `max_tokens`) of its training expressions that
+    it reads correctly by greedy search, else the shortest of them. Any other model: the test2014
+    expression of median label length.
+    """
+    import torch
+
+    from data_prep.splits import load_split
+
+    from .data import pad_images
+    from .decoding import DecodingOptions, greedy_search
+
+    if not available.is_demo:
+        samples = sorted(load_split(Path(data_dir) / "test2014").samples,
+                         key=lambda s: (len(s.labels["v1"]), s.expression_id))
+        return samples[len(samples) // 2]
+    trained = set(available.trained_on)
+    samples = sorted((s for s in load_split(Path(data_dir) / "train").samples if s.expression_id in trained),
+                     key=lambda s: (len(s.labels["v1"]), s.expression_id))
+    vocab, model = available.model.vocab, available.model.eval()
+    device = next(model.parameters()).device
+    options = DecodingOptions(beam_width=1, return_attention=False)
+    correct = []
+    for sample in samples:
+        images, mask = pad_images([sample.image])
+        with torch.inference_mode():
+            hypothesis = greedy_search(model, images.to(device), mask.to(device), options)[0]
+        if vocab.decode(hypothesis.token_ids) == sample.labels["v1"] and len(sample.labels["v1"]) <= max_tokens:
+            correct.append(sample)
+    return correct[-1] if correct else samples[0]
+
+
 def _training_ids(split_dir: Path, limit: int) -> list[str]:
     """The ids of the first `limit` expressions of a split, as the trainer takes them."""
     ids = []

@@ -57,3 +57,19 @@ def test_given_weights_come_first(tmp_path):
     assert available.kind == "weights" and not available.is_demo
     assert available.path == Path(tmp_path / "weights.pt")
     assert not available.model.training
+
+
+def test_the_example_for_a_demo_model_is_one_of_its_training_expressions(sample_data):
+    from abm_lib.demo import AvailableModel, example_sample
+    from abm_lib.vocab import default_vocabulary
+    from data_prep.splits import load_split
+
+    torch.manual_seed(0)
+    model = ABM(tiny_config()).eval()
+    model.vocab = default_vocabulary()
+    ids = [s.expression_id for s in load_split(sample_data / "train").samples[:4]]
+    available = AvailableModel(model, "demo", sample_data / "last.pt", "untrained", ids)
+    sample = example_sample(available, sample_data)
+    assert sample.expression_id in ids  # an untrained model reads none: the shortest of them
+    shortest = min(len(s.labels["v1"]) for s in load_split(sample_data / "train").samples[:4])
+    assert len(sample.labels["v1"]) == shortest
