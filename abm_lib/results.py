@@ -177,12 +177,14 @@ def config_summary(config: dict | None) -> str | None:
     return "config: " + ", ".join(items) if items else None
 
 
-def provenance_notes(reports: list[dict]) -> list[str]:
-    """The distinct provenance lines of some reports, each with the splits it covers."""
+def provenance_notes(reports: list[dict], labels: list[str] | None = None) -> list[str]:
+    """The distinct provenance lines of some reports, each headed by what it covers
+    (`labels`, one per report; by default the reports' split names)."""
+    labels = labels if labels is not None else [report["split"] for report in reports]
     notes: dict[str, list[str]] = {}
-    for report in reports:
-        notes.setdefault(provenance_note(report), []).append(report["split"])
-    return [f"{', '.join(splits)}: {note}" for note, splits in notes.items()]
+    for report, label in zip(reports, labels, strict=True):
+        notes.setdefault(provenance_note(report), []).append(label)
+    return [f"{', '.join(covered)}: {note}" for note, covered in notes.items()]
 
 
 # -------------------------------------------------------------------- throughput

@@ -51,6 +51,7 @@ def test_provenance_names_commit_checkpoint_epoch_date_decoding_and_config():
         assert part in note
     assert "uncommitted" in provenance_note({**REPORT, "provenance": {**REPORT["provenance"], "git_dirty": True}})
     assert provenance_notes([REPORT, {**REPORT, "split": "test2016"}]) == [f"test2014, test2016: {note}"]
+    assert provenance_notes([REPORT, REPORT], labels=["dwap", "abm"]) == [f"dwap, abm: {note}"]
 
 
 def test_provenance_of_a_report_without_one_still_reads():
