@@ -61,6 +61,7 @@ class TrainConfig:
     threads: int = 0  # CPU threads; 0 = torch's default
     valid_beam_every: int = 0  # every N epochs decode validation with beam 10; 0 = greedy only
     checkpoint_minutes: float = 20.0  # also save mid-epoch, so a kill loses at most this much
+    keep_epoch_checkpoints: bool = False  # also keep epochNNN.pt of every epoch (ablations at a fixed budget)
     max_bad_steps: int = 5  # consecutive non-finite losses before giving up
     max_steps: int = 0  # >0: stop after this many optimizer steps in all (tests)
 

@@ -44,7 +44,8 @@ log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = "abm-book/checkpoint/1"
 # Keys that may change when resuming: they do not change what is computed.
 RESUMABLE_CHANGES = {"train.max_epochs", "train.max_steps", "train.threads", "train.device",
-                     "train.checkpoint_minutes", "data.data_dir", "train.valid_beam_every"}
+                     "train.checkpoint_minutes", "data.data_dir", "train.valid_beam_every",
+                     "train.keep_epoch_checkpoints"}
 
 
 class TrainingStopped(Exception):
@@ -271,6 +272,8 @@ class Trainer:
         self._save("last.pt")
         if improved:
             self._save("best.pt")
+        if self.config.train.keep_epoch_checkpoints:
+            self._save(epoch_checkpoint_name(metrics["epoch"]))
         if self.is_main:
             _write_jsonl(self.run_dir / "metrics.jsonl", self.history)
             log.info("epoch %d: %s", metrics["epoch"], json.dumps({k: (round(v, 4) if isinstance(v, float) else v)
@@ -332,6 +335,19 @@ class Trainer:
 
 
 LOSS_KEYS = ("loss", "l2r", "r2l", "kl")
+
+
+def epoch_checkpoint_name(epoch: int) -> str:
+    """File name of the checkpoint kept at the end of `epoch` (0-based) with keep_epoch_checkpoints."""
+    return f"epoch{epoch:03d}.pt"
+
+
+def best_epoch(history: list[dict], budget: int) -> int:
+    """The epoch best.pt holds after `budget` epochs: the first with the highest validation ExpRate."""
+    candidates = [row for row in history if row["epoch"] < budget]
+    if not candidates:
+        raise ValueError(f"no finished epoch within a budget of {budget}")
+    return max(candidates, key=lambda row: (row["valid_exprate"], -row["epoch"]))["epoch"]
 
 
 def _empty_totals() -> dict[str, float]:

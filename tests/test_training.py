@@ -174,3 +174,21 @@ def test_quick_config_trains_end_to_end_on_the_sample(sample_data, tmp_path):
 def test_missing_data_folder_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="python -m data_prep build"):
         Trainer(tiny_experiment(tmp_path / "nowhere"), tmp_path / "run", progress=False)
+
+
+def test_kept_epoch_checkpoints_hold_each_epochs_weights(sample_data, tmp_path):
+    Trainer(tiny_experiment(sample_data, max_epochs=2, keep_epoch_checkpoints=True), tmp_path, progress=False).fit()
+    first, second = (read_checkpoint(tmp_path / training.epoch_checkpoint_name(e)) for e in (0, 1))
+    assert [row["epoch"] for row in first["history"]] == [0] and second["epoch"] == 2
+    last = weights(tmp_path)
+    assert all(torch.equal(second["model"][k], last[k]) for k in last)
+    assert not all(torch.equal(first["model"][k], last[k]) for k in last)
+
+
+def test_best_epoch_is_the_first_highest_validation_exprate_within_the_budget():
+    history = [{"epoch": 0, "valid_exprate": 0.0}, {"epoch": 1, "valid_exprate": 5.0},
+               {"epoch": 2, "valid_exprate": 5.0}, {"epoch": 3, "valid_exprate": 9.0}]
+    assert training.best_epoch(history, budget=3) == 1
+    assert training.best_epoch(history, budget=4) == 3
+    with pytest.raises(ValueError, match="budget of 0"):
+        training.best_epoch(history, budget=0)
