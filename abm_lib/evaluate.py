@@ -15,6 +15,8 @@ import logging
 import sys
 from pathlib import Path
 
+import torch
+
 from .checkpoint import CheckpointError
 from .decoding import DecodingOptions
 from .evaluation import evaluate, provenance, results_table, write_report
@@ -39,6 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--precision", default="auto", choices=PRECISIONS, help="auto: bf16 on CPU, fp16 on CUDA")
     parser.add_argument("--out", help="output folder, or a .json file for a single split")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     parser.add_argument("--limit", type=int, default=0, help="only the first N expressions of each split")
     return parser.parse_args(argv)
 
@@ -61,6 +64,8 @@ def _run(args: argparse.Namespace, command: list[str]) -> list[dict]:
     data_dir = _check_splits(Path(args.data), args.split)
     outputs = _output_paths(args.out, args.split, Path(args.checkpoint))
     options = DecodingOptions(beam_width=args.beam, max_length=args.max_length)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     try:
         runtime = resolve_runtime(args.device, args.precision)
     except RuntimeError as error:  # e.g. CUDA asked for on a machine without it

@@ -275,7 +275,7 @@ class Trainer:
         if self.config.train.keep_epoch_checkpoints:
             self._save(epoch_checkpoint_name(metrics["epoch"]))
         if self.is_main:
-            _write_jsonl(self.run_dir / "metrics.jsonl", self.history)
+            write_metrics(self.run_dir / "metrics.jsonl", self.history)
             log.info("epoch %d: %s", metrics["epoch"], json.dumps({k: (round(v, 4) if isinstance(v, float) else v)
                                                                   for k, v in metrics.items()}))
         return decision
@@ -354,7 +354,8 @@ def _empty_totals() -> dict[str, float]:
     return {**{k: 0.0 for k in LOSS_KEYS}, "steps": 0, "images": 0, "seconds": 0.0}
 
 
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
+def write_metrics(path: Path, rows: list[dict]) -> None:
+    """metrics.jsonl: one JSON object per epoch, written atomically."""
     atomic_write(path, lambda file: file.write("".join(json.dumps(row) + "\n" for row in rows)), binary=False)
 
 
