@@ -92,13 +92,15 @@ def selected_checkpoint(run_dir: Path, epochs: int) -> tuple[int, Path] | None:
     return epoch, checkpoint
 
 
-def write_results(ablation: Ablation, run_dir: Path, epoch: int, checkpoint: Path, epochs: int, out: Path) -> None:
+def write_results(ablation: Ablation, run_dir: Path, epoch: int, checkpoint: Path, epochs: int, out: Path,
+                  base_config: str) -> None:
     """metrics.jsonl (the budget's epochs), config.yaml and selection.json of one variant in out/."""
     out.mkdir(parents=True, exist_ok=True)
     rows = [row for row in read_metrics(run_dir / "metrics.jsonl") if row["epoch"] < epochs]
     write_metrics(out / "metrics.jsonl", rows)
     shutil.copyfile(run_dir / "config.yaml", out / "config.yaml")
-    selection = {"variant": ablation.name, "description": ablation.description, "overrides": list(ablation.overrides),
+    selection = {"variant": ablation.name, "description": ablation.description, "base_config": base_config,
+                 "overrides": list(ablation.overrides),
                  "budget_epochs": epochs, "selected_epoch": epoch, "rule": SELECTION_RULE,
                  "run": str(run_dir), "checkpoint": checkpoint.name}
     atomic_write(out / "selection.json", lambda file: json.dump(selection, file, indent=1), binary=False)
@@ -133,7 +135,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--reference", type=Path, help="the reference run (the full model's row); for evaluate")
     parser.add_argument("--out", type=Path, help="where evaluate writes (results/ablations); for evaluate")
     parser.add_argument("--variant", action="append", help="only these variants (repeatable)")
-    parser.add_argument("--config", default="paper", help="the base config of every variant (train)")
+    parser.add_argument("--config", default="paper", help="the base config of every variant")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a config override for every variant, e.g. train.device=cuda (train)")
     parser.add_argument("--split", default="test2014", help="the test split (evaluate; default test2014)")
@@ -169,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         code = run_in_turn([evaluate_command(checkpoint, out, args)])
         if code:
             return code
-        write_results(ablation, run_dir, epoch, checkpoint, args.epochs, out)
+        write_results(ablation, run_dir, epoch, checkpoint, args.epochs, out, args.config)
         log.info("%s: epoch %d of %d evaluated into %s", ablation.name, epoch, args.epochs, out)
     return 0
 

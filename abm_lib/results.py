@@ -5,7 +5,8 @@
         config.yaml               the run's full config
         train.log                 optional: the trainer's log, for the epoch in progress
         eval/<split>.json         reports of `python -m abm_lib.evaluate`
-    results/ablations/<variant>/  the same for each variant of ABLATIONS
+    results/ablations/<variant>/  the same for each variant of ABLATIONS at the study's budget
+        selection.json            budget (epochs) and the epoch evaluated (`python -m abm_lib.ablate`)
 
 Any of these may be missing (training takes days on a CPU): readers return empty values,
 and `missing` says which command produces what is absent. Nothing here computes a metric;
@@ -14,6 +15,7 @@ reports are shown as `abm_lib.evaluation.evaluate` wrote them.
 from __future__ import annotations
 
 import datetime
+import json
 import math
 import re
 import subprocess
@@ -51,7 +53,8 @@ class Ablation:
     overrides: tuple[str, ...]
 
 
-# Overrides on top of the `paper` config. The full model is the reference run itself.
+# Overrides on top of the `paper` config. The full model's row is the reference run at the
+# study's budget (abm_lib.ablate), so it is never trained twice.
 ABLATIONS = (
     Ablation("dwap", "DWAP baseline: L2R decoder only, single-scale coverage (11x11)",
              ("model.directions=[l2r]", "model.decoder.coverage_kernels=[11]")),
@@ -74,6 +77,7 @@ class RunResults:
     config: dict | None = None
     reports: dict[str, dict] = field(default_factory=dict)  # split -> evaluation report
     log_progress: dict | None = None  # the last progress line of train.log
+    selection: dict | None = None  # ablations: the budget and the epoch evaluated (selection.json)
 
     @property
     def exists(self) -> bool:
@@ -94,8 +98,15 @@ def load_run(folder: Path | str) -> RunResults:
     for path in sorted((folder / "eval").glob("*.json")):
         report = read_report(path)
         reports[report["split"]] = report
+    selection_file = folder / "selection.json"
+    selection = json.loads(selection_file.read_text(encoding="utf-8")) if selection_file.is_file() else None
     return RunResults(folder, read_metrics(folder / "metrics.jsonl"), config, reports,
-                      last_progress(folder / "train.log"))
+                      last_progress(folder / "train.log"), selection)
+
+
+def ablation_folder(folder: Path | str, name: str) -> Path:
+    """Where the results of ablation variant `name` live inside a results folder."""
+    return Path(folder) / "ablations" / name
 
 
 def missing(what: str, command: str, then: str = "") -> str:
@@ -236,6 +247,14 @@ def throughput(metrics: list[dict], progress: dict | None = None) -> dict:
     hours = sum(epoch_seconds) / 3600 + (share * hours_per_epoch if share and math.isfinite(hours_per_epoch) else 0.0)
     return {"epochs_completed": len(metrics), "epoch_in_progress": share, "images_per_s": images_per_s,
             "hours_per_epoch": hours_per_epoch, "hours_so_far": hours, "estimated": estimated}
+
+
+def run_speed(run: RunResults) -> dict:
+    """throughput() of a run, plus its threads and CPU core-hours (hours x threads) when the
+    config fixes train.threads (0 means torch's default, which the log does not record)."""
+    speed = throughput(run.metrics, run.log_progress)
+    threads = ((run.config or {}).get("train") or {}).get("threads") or None
+    return speed | {"threads": threads, "cpu_hours": speed["hours_so_far"] * threads if threads else math.nan}
 
 
 def _finite(value) -> bool:

@@ -8,8 +8,8 @@ import pytest
 
 from abm_lib.config import load_config
 from abm_lib.evaluation import write_report
-from abm_lib.results import (ABLATIONS, PAPER_EXPRATE, last_progress, load_run, missing, provenance_note,
-                             provenance_notes, throughput)
+from abm_lib.results import (ABLATIONS, PAPER_EXPRATE, ablation_folder, last_progress, load_run, missing,
+                             provenance_note, provenance_notes, run_speed, throughput)
 
 REPORT = {
     "split": "test2014", "count": 2, "metrics": {"v1": {"exp_rate": 50.0, "le1": 100.0, "le2": 100.0, "wer": 10.0,
@@ -25,7 +25,7 @@ REPORT = {
 def test_an_absent_or_empty_run_folder_reads_as_empty(tmp_path):
     run = load_run(tmp_path / "nothing")
     assert not run.exists and run.metrics == [] and run.reports == {} and run.config is None
-    assert run.log_progress is None
+    assert run.log_progress is None and run.selection is None
 
 
 def test_a_run_folder_is_read_whole(tmp_path):
@@ -35,6 +35,13 @@ def test_a_run_folder_is_read_whole(tmp_path):
     run = load_run(tmp_path)
     assert run.exists and list(run.reports) == ["test2014"]
     assert run.metrics == [{"epoch": 0, "train_loss": 3.0}] and run.config["model"]["directions"] == ["l2r"]
+
+
+def test_an_ablation_folder_holds_its_selection(tmp_path):
+    folder = ablation_folder(tmp_path, "dwap")
+    folder.mkdir(parents=True)
+    (folder / "selection.json").write_text(json.dumps({"budget_epochs": 3, "selected_epoch": 2}))
+    assert load_run(folder).selection == {"budget_epochs": 3, "selected_epoch": 2}
 
 
 def test_a_file_that_is_not_a_report_is_an_error(tmp_path):
@@ -72,6 +79,16 @@ def test_throughput_from_finished_epochs_and_the_epoch_in_progress():
     assert not done["estimated"]
     progress = {"epoch": 2, "step": 250, "steps": 1000, "images_per_s": 4.5, "expressions": 9000}
     assert throughput(rows, progress)["hours_so_far"] == pytest.approx(2.25)
+
+
+def test_cpu_hours_count_the_threads_the_config_fixes(tmp_path):
+    row = {"epoch": 0, "train_images_per_s": 2.0, "train_seconds": 3600.0, "valid_seconds": 0.0}
+    (tmp_path / "metrics.jsonl").write_text(json.dumps(row) + "\n")
+    (tmp_path / "config.yaml").write_text("train:\n  threads: 2\n")
+    assert run_speed(load_run(tmp_path))["cpu_hours"] == 2.0
+    (tmp_path / "config.yaml").write_text("train:\n  threads: 0\n")
+    speed = run_speed(load_run(tmp_path))
+    assert speed["threads"] is None and math.isnan(speed["cpu_hours"])
 
 
 def test_throughput_before_the_first_epoch_is_estimated_from_the_log():
