@@ -106,6 +106,22 @@ def bucket_by_area(examples: list[Example], max_images: int, max_pixels: int) ->
     return batches
 
 
+def padding_cost(examples: list[Example], batches: list[list[int]]) -> dict[str, float]:
+    """What padding adds to the work, per image: real and padded pixels (sizes rounded up to 16
+    as collate does) and real and padded decoder steps (label + 1), with the mean batch size."""
+    padded_pixels = padded_steps = 0
+    for indices in batches:
+        height = -(-max(examples[i].image.shape[0] for i in indices) // STRIDE) * STRIDE
+        width = -(-max(examples[i].image.shape[1] for i in indices) // STRIDE) * STRIDE
+        padded_pixels += height * width * len(indices)
+        padded_steps += (max(len(examples[i].token_ids) for i in indices) + 1) * len(indices)
+    count = sum(len(indices) for indices in batches)
+    real_pixels = sum(examples[i].image.size for indices in batches for i in indices)
+    real_steps = sum(len(examples[i].token_ids) + 1 for indices in batches for i in indices)
+    return {"images_per_batch": count / len(batches), "pixels": real_pixels / count,
+            "padded_pixels": padded_pixels / count, "steps": real_steps / count, "padded_steps": padded_steps / count}
+
+
 def pad_images(images: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack uint8 images into (B,1,H,W) float [0,1] and a (B,H,W) mask, sizes rounded up to 16."""
     height = -(-max(i.shape[0] for i in images) // STRIDE) * STRIDE

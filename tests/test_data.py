@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from abm_lib.data import Example, bucket_by_area, collate, decoder_sequences, filter_trainable
+from abm_lib.data import Example, bucket_by_area, collate, decoder_sequences, filter_trainable, padding_cost
 from abm_lib.vocab import UnknownTokenError, default_vocabulary
 
 VOCAB = default_vocabulary()
@@ -23,6 +23,14 @@ def test_buckets_respect_image_count_and_pixel_budget():
         assert len(batch) <= 16 and (len(batch) == 1 or largest * len(batch) <= 2000)
     areas = [examples[i].image.size for b in batches for i in b]
     assert areas == sorted(areas)
+
+
+def test_padding_cost_counts_what_the_padded_batch_computes():
+    # One batch: a tall narrow and a short wide image pad to 32x48 each; labels of 1 and 5 tokens pad to 6 steps.
+    examples = [example(30, 10, tokens=1), example(10, 40, tokens=5)]
+    cost = padding_cost(examples, [[0, 1]])
+    assert cost == {"images_per_batch": 2.0, "pixels": 350.0, "padded_pixels": 32 * 48, "steps": 4.0,
+                    "padded_steps": 6.0}
 
 
 def test_sequences_of_both_directions():
