@@ -32,3 +32,9 @@ class PlateauSchedule:
         self.decays += 1
         self.bad_epochs = 0
         return "decayed"
+
+
+def shortest_run(patience: int, max_decays: int) -> int:
+    """The fewest epochs after which the schedule can stop a run: a first epoch, then
+    max_decays + 1 plateaus of patience + 1 epochs without improvement."""
+    return 1 + (max_decays + 1) * (patience + 1)
