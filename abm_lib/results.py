@@ -26,6 +26,7 @@ import yaml
 
 from .checkpoint import file_sha256
 from .evaluation import read_report
+from .schedule import shortest_run
 from .viz import read_metrics
 
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
@@ -138,6 +139,42 @@ def comparison_rows(reports: dict[str, dict]) -> tuple[list[str], list[list[str]
                     row.append(f"{metrics['exp_rate']:.2f}" if metrics else "-")
         rows.append(row)
     return header, rows
+
+
+def gap_to_paper(run: RunResults) -> dict:
+    """How far a run is from the paper, and the evidence for why, read from its files.
+
+    rows: per test year, the paper's ExpRate, ours (v1; standard images, else our renders),
+    the gap, and ours on standard images minus ours on our renders (what the renderer moves).
+    training: epochs trained, the best validation epoch and its ExpRate, whether the best is
+    the last epoch (still improving), and the fewest epochs the run's schedule allows.
+    """
+    rows = []
+    for year, standard, rendered in TEST_SETS:
+        ours_standard = _exprate(run.reports, standard)
+        ours_rendered = _exprate(run.reports, rendered)
+        ours = ours_standard if ours_standard is not None else ours_rendered
+        paper = PAPER_EXPRATE[f"test{year}"]
+        rows.append({"year": year, "paper": paper, "ours": ours, "gap": None if ours is None else paper - ours,
+                     "on_renders": "rendered" if ours_standard is None else "standard",
+                     "standard_minus_rendered": (None if ours_standard is None or ours_rendered is None
+                                                 else ours_standard - ours_rendered)})
+    training = {"epochs": len(run.metrics)}
+    if run.metrics:
+        best = max(run.metrics, key=lambda row: (row["valid_exprate"], -row["epoch"]))
+        training |= {"best_epoch": best["epoch"], "best_valid_exprate": best["valid_exprate"],
+                     "still_improving": best["epoch"] == run.metrics[-1]["epoch"]}
+    optim = (run.config or {}).get("optim") or {}
+    if "patience" in optim and "max_decays" in optim:
+        training["shortest_run"] = shortest_run(optim["patience"], optim["max_decays"])
+    return {"rows": rows, "training": training}
+
+
+def _exprate(reports: dict[str, dict], split: str | None) -> float | None:
+    """ExpRate (v1) of a split's report, None if there is none."""
+    if split is None or split not in reports:
+        return None
+    return (reports[split]["metrics"].get("v1") or {}).get("exp_rate")
 
 
 # -------------------------------------------------------------------- provenance

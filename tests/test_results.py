@@ -8,8 +8,8 @@ import pytest
 
 from abm_lib.config import load_config
 from abm_lib.evaluation import write_report
-from abm_lib.results import (ABLATIONS, PAPER_EXPRATE, ablation_folder, last_progress, load_run, missing,
-                             provenance_note, provenance_notes, run_speed, throughput)
+from abm_lib.results import (ABLATIONS, PAPER_EXPRATE, ablation_folder, gap_to_paper, last_progress, load_run,
+                             missing, provenance_note, provenance_notes, run_speed, throughput)
 
 REPORT = {
     "split": "test2014", "count": 2, "metrics": {"v1": {"exp_rate": 50.0, "le1": 100.0, "le2": 100.0, "wer": 10.0,
@@ -120,3 +120,20 @@ def test_every_ablation_is_a_valid_set_of_overrides_on_the_paper_config():
 
 def test_the_paper_figures_are_the_three_published_test_sets():
     assert set(PAPER_EXPRATE) == {"test2014", "test2016", "test2019"}
+
+
+def test_gap_to_paper_reads_the_gap_the_renderer_and_the_training_state(tmp_path):
+    for split, rate in (("test2014", 20.0), ("test2014_rendered", 19.0), ("test2019", 15.0)):
+        write_report({**REPORT, "split": split, "metrics": {"v1": {**REPORT["metrics"]["v1"], "exp_rate": rate}}},
+                     tmp_path / "eval" / f"{split}.json")
+    rows = [{"epoch": e, "valid_exprate": v} for e, v in enumerate((0.0, 4.0, 9.0))]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    (tmp_path / "config.yaml").write_text("optim:\n  patience: 15\n  max_decays: 10\n")
+    gap = gap_to_paper(load_run(tmp_path))
+    by_year = {row["year"]: row for row in gap["rows"]}
+    assert by_year["2014"]["gap"] == pytest.approx(56.85 - 20.0)
+    assert by_year["2014"]["standard_minus_rendered"] == pytest.approx(1.0)
+    assert by_year["2016"]["ours"] is None and by_year["2016"]["gap"] is None
+    assert by_year["2019"]["ours"] == 15.0 and by_year["2019"]["on_renders"] == "rendered"
+    assert gap["training"] == {"epochs": 3, "best_epoch": 2, "best_valid_exprate": 9.0, "still_improving": True,
+                               "shortest_run": 177}
