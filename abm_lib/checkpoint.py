@@ -24,6 +24,7 @@ def atomic_write(path: Path | str, write: Callable[[IO], None], binary: bool = T
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes it private; give it a normal file's mode
         with os.fdopen(handle, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as file:
             write(file)
             file.flush()
@@ -32,6 +33,12 @@ def atomic_write(path: Path | str, write: Callable[[IO], None], binary: bool = T
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def atomic_save(obj, path: Path | str) -> None:

@@ -79,6 +79,15 @@ def test_atomic_save_leaves_the_old_checkpoint_whole_after_a_crash(tmp_path, mon
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
 
 
+def test_atomic_save_gives_the_file_the_mode_of_a_normal_one(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        atomic_save({"step": 1}, tmp_path / "last.pt")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "last.pt").stat().st_mode & 0o777 == 0o644
+
+
 def test_corrupt_or_missing_checkpoint_gives_a_one_line_error(tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="not a readable checkpoint"):
