@@ -104,6 +104,18 @@ class AvailableModel:
         return self.kind == "demo"
 
 
+def shipped_description(provenance: dict) -> str:
+    """What the shipped weights are, from their provenance: the reference run's epoch and validation score."""
+    text = "the shipped weights (abm_lib/weights/abm_paper.pt)"
+    if provenance.get("epoch") is None:
+        return text
+    text += f": the reference run after {provenance['epoch'] + 1} epoch(s)"
+    if provenance.get("valid_exprate") is not None:
+        text += (f", validation ExpRate {provenance['valid_exprate']:.2f}% "
+                 f"({provenance.get('valid_decoding', '?')}, CROHME 2013)")
+    return text
+
+
 def best_available_model(weights: Path | str | None = None, data_dir: Path | str | None = None,
                          threads: int = 1, device: str = "cpu") -> AvailableModel:
     """Given weights, else the shipped ones, else the demonstration model (trained on `data_dir`)."""
@@ -113,7 +125,7 @@ def best_available_model(weights: Path | str | None = None, data_dir: Path | str
     shipped = WEIGHTS_DIR / f"{DEFAULT_WEIGHTS}.pt"
     if shipped.is_file():
         model = load_pretrained(shipped, device=device)
-        return AvailableModel(model, "shipped", shipped, "the shipped weights (abm_lib/weights/abm_paper.pt)")
+        return AvailableModel(model, "shipped", shipped, shipped_description(model.provenance))
     if data_dir is None:
         raise FileNotFoundError("no weights given, none shipped, and no data to train the demonstration model on")
     model, run_dir = demo_model(data_dir, threads)

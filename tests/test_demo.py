@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from abm_lib.demo import _finished, best_available_model, demo_config, demo_run_dir, prepared_data
+from abm_lib.demo import _finished, best_available_model, demo_config, demo_run_dir, prepared_data, shipped_description
 from abm_lib.model import ABM
 from abm_lib.pretrained import export_weights
 
@@ -73,3 +73,10 @@ def test_the_example_for_a_demo_model_is_one_of_its_training_expressions(sample_
     assert sample.expression_id in ids  # an untrained model reads none: the shortest of them
     shortest = min(len(s.labels["v1"]) for s in load_split(sample_data / "train").samples[:4])
     assert len(sample.labels["v1"]) == shortest
+
+
+def test_the_shipped_weights_say_how_far_they_were_trained():
+    provenance = {"epoch": 2, "valid_exprate": 12.5, "valid_decoding": "greedy"}
+    assert shipped_description(provenance).endswith(
+        ": the reference run after 3 epoch(s), validation ExpRate 12.50% (greedy, CROHME 2013)")
+    assert shipped_description({}) == "the shipped weights (abm_lib/weights/abm_paper.pt)"
