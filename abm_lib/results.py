@@ -198,12 +198,17 @@ def provenance_note(report: dict) -> str:
     state = {True: " (uncommitted changes)", False: "", None: ""}[origin.get("git_dirty")]
     sha = origin.get("checkpoint_sha256", "")
     checkpoint = Path(origin.get("checkpoint", "?")).name
-    trained = origin.get("exported_from") or {}
-    epoch = origin.get("epoch", trained.get("epoch"))
+    exported_from = origin.get("exported_from") or {}
+    if origin.get("epoch") is not None:  # a training checkpoint: its epoch counter = epochs finished
+        epochs = origin["epoch"]
+    elif exported_from.get("epoch") is not None:  # exported weights: the index of the last finished epoch
+        epochs = exported_from["epoch"] + 1
+    else:
+        epochs = None
     decoding = report.get("decoding", {})
     parts = [f"commit `{commit[:10]}`{state}",
              f"checkpoint `{checkpoint}` SHA-256 `{sha[:16]}…`" if sha else f"checkpoint `{checkpoint}`",
-             f"epoch {epoch}" if epoch is not None else None,
+             f"{epochs} epoch(s) trained" if epochs is not None else None,
              f"evaluated {origin.get('date', '?')}",
              f"beam {decoding.get('beam_width', '?')}, {report.get('precision', '?')} on {report.get('device', '?')}",
              config_summary(origin.get("config"))]

@@ -53,9 +53,12 @@ def test_a_file_that_is_not_a_report_is_an_error(tmp_path):
 
 def test_provenance_names_commit_checkpoint_epoch_date_decoding_and_config():
     note = provenance_note(REPORT)
-    for part in ("`0123456789`", "`best.pt`", "`ffffffffffffffff…`", "epoch 12", "2025-01-02",
+    for part in ("`0123456789`", "`best.pt`", "`ffffffffffffffff…`", "12 epoch(s) trained", "2025-01-02",
                  "beam 10, bf16 on cpu", "directions l2r+r2l", "coverage kernels [11, 5]", "KL pairing target"):
         assert part in note
+    exported = {**REPORT["provenance"], "exported_from": {"epoch": 4}}
+    del exported["epoch"]
+    assert "5 epoch(s) trained" in provenance_note({**REPORT, "provenance": exported})
     assert "uncommitted" in provenance_note({**REPORT, "provenance": {**REPORT["provenance"], "git_dirty": True}})
     assert provenance_notes([REPORT, {**REPORT, "split": "test2016"}]) == [f"test2014, test2016: {note}"]
     assert provenance_notes([REPORT, REPORT], labels=["dwap", "abm"]) == [f"dwap, abm: {note}"]
