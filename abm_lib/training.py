@@ -33,7 +33,7 @@ from .config import ExperimentConfig, to_dict
 from .data import Example, bucket_by_area, collate, filter_trainable, load_examples
 from .decoding import DecodingOptions, beam_search, greedy_search
 from .loss import bidirectional_loss, sequence_cross_entropy
-from .metrics import edit_distance, expression_rate
+from .metrics import edit_distance, expression_rate, word_error_rate
 from .model import ABM
 from .runtime import resolve_runtime
 from .schedule import PlateauSchedule
@@ -239,10 +239,10 @@ class Trainer:
     # ----------------------------------------------------------- validation
     @torch.no_grad()
     def _validate(self) -> dict:
-        """Validation loss (L2R cross-entropy, as the official schedule) and ExpRate on the valid split."""
+        """Validation loss (L2R cross-entropy, as the official schedule), ExpRate and WER on the valid split."""
         self.model.eval()
         started = time.perf_counter()
-        losses, distances = [], []
+        losses, distances, lengths = [], [], []
         beam = self.config.train.valid_beam_every and (self.epoch + 1) % self.config.train.valid_beam_every == 0
         options = DecodingOptions(beam_width=10 if beam else 1, return_attention=False)
         for indices in self.valid_batches:
@@ -254,7 +254,9 @@ class Trainer:
                 search = beam_search if beam else greedy_search
                 hypotheses = search(self.model, batch.images, batch.image_mask, options)
             distances += [edit_distance(h.token_ids, e.token_ids) for h, e in zip(hypotheses, examples)]
+            lengths += [len(e.token_ids) for e in examples]
         return {"valid_loss": float(np.mean(losses)), "valid_exprate": expression_rate(distances),
+                "valid_wer": word_error_rate(distances, lengths),
                 "valid_decoding": "beam10" if beam else "greedy", "valid_seconds": time.perf_counter() - started}
 
     def _end_epoch(self, metrics: dict) -> str:

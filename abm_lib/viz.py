@@ -114,8 +114,12 @@ def _plot_validation(ax, rows: list[dict]) -> None:
     beam = [i for i, kind in enumerate(decoding) if kind != "greedy"]
     if beam:
         rate_ax.plot(epochs[beam], rates[beam], linestyle="none", marker="*", markersize=10, color="tab:green")
-    rate_ax.set_ylabel("ExpRate (%)", color="tab:green")
-    ax.set_title("validation: loss (grey), ExpRate (green" + (", * beam 10)" if beam else ", greedy)"))
+    epochs, wers = _series(rows, "valid_wer")
+    if len(wers):
+        rate_ax.plot(epochs, wers, color="tab:green", linestyle="--", marker="." if len(wers) < 30 else None)
+    rate_ax.set_ylabel("ExpRate, WER (%)", color="tab:green")
+    ax.set_title("validation: loss (grey), ExpRate (green" + (", * beam 10" if beam else ", greedy")
+                 + (", WER dashed)" if len(wers) else ")"))
 
 
 def _plot_learning_rate(ax, rows: list[dict]) -> None:

@@ -177,6 +177,7 @@ def test_quick_config_trains_end_to_end_on_the_sample(sample_data, tmp_path):
     config = load_config("quick", [f"data.data_dir={sample_data}", "train.max_epochs=1"])
     final = Trainer(config, tmp_path, progress=False).fit()
     assert final["epoch"] == 0 and final["train_loss"] > 0 and 0 <= final["valid_exprate"] <= 100
+    assert final["valid_wer"] > 0  # an untrained model misreads; WER counts every edit
     assert (tmp_path / "best.pt").is_file() and (tmp_path / "metrics.jsonl").read_text().count("\n") == 1
 
 

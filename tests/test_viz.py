@@ -146,3 +146,12 @@ def test_architecture_diagram_names_the_parts():
     texts = " ".join(text.get_text() for text in architecture_diagram().axes[0].texts)
     for part in ("DenseNet-B", "L2R decoder", "R2L decoder", "KL", "AAM"):
         assert part in texts
+
+
+def test_validation_wer_is_drawn_dashed_when_the_log_has_it():
+    rows = [{**row, "valid_wer": 90.0 - 10 * row["epoch"]} for row in ROWS]
+    twin = plot_training_curves(rows).axes[3]
+    dashed = [line for line in twin.lines if line.get_linestyle() == "--"]
+    assert len(dashed) == 1 and list(dashed[0].get_ydata()) == [90.0, 80.0, 70.0]
+    assert "WER dashed" in plot_training_curves(rows).axes[1].get_title()
+    assert "WER" not in plot_training_curves(ROWS).axes[1].get_title()  # older logs have no WER
