@@ -27,6 +27,7 @@ import yaml
 from .checkpoint import file_sha256
 from .evaluation import read_report
 from .schedule import shortest_run
+from .training import best_epoch
 from .viz import read_metrics
 
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
@@ -161,9 +162,10 @@ def gap_to_paper(run: RunResults) -> dict:
                                                  else ours_standard - ours_rendered)})
     training = {"epochs": len(run.metrics)}
     if run.metrics:
-        best = max(run.metrics, key=lambda row: (row["valid_exprate"], -row["epoch"]))
-        training |= {"best_epoch": best["epoch"], "best_valid_exprate": best["valid_exprate"],
-                     "still_improving": best["epoch"] == run.metrics[-1]["epoch"]}
+        best = best_epoch(run.metrics, budget=len(run.metrics))
+        best_row = next(row for row in run.metrics if row["epoch"] == best)
+        training |= {"best_epoch": best, "best_valid_exprate": best_row["valid_exprate"],
+                     "still_improving": best == run.metrics[-1]["epoch"]}
     optim = (run.config or {}).get("optim") or {}
     if "patience" in optim and "max_decays" in optim:
         training["shortest_run"] = shortest_run(optim["patience"], optim["max_decays"])
