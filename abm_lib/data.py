@@ -106,13 +106,18 @@ def bucket_by_area(examples: list[Example], max_images: int, max_pixels: int) ->
     return batches
 
 
+def padded_size(images: list[np.ndarray]) -> tuple[int, int]:
+    """(H, W) of a batch of these images: the largest height and width, rounded up to 16."""
+    return (-(-max(i.shape[0] for i in images) // STRIDE) * STRIDE,
+            -(-max(i.shape[1] for i in images) // STRIDE) * STRIDE)
+
+
 def padding_cost(examples: list[Example], batches: list[list[int]]) -> dict[str, float]:
     """What padding adds to the work, per image: real and padded pixels (sizes rounded up to 16
     as collate does) and real and padded decoder steps (label + 1), with the mean batch size."""
     padded_pixels = padded_steps = 0
     for indices in batches:
-        height = -(-max(examples[i].image.shape[0] for i in indices) // STRIDE) * STRIDE
-        width = -(-max(examples[i].image.shape[1] for i in indices) // STRIDE) * STRIDE
+        height, width = padded_size([examples[i].image for i in indices])
         padded_pixels += height * width * len(indices)
         padded_steps += (max(len(examples[i].token_ids) for i in indices) + 1) * len(indices)
     count = sum(len(indices) for indices in batches)
@@ -124,8 +129,7 @@ def padding_cost(examples: list[Example], batches: list[list[int]]) -> dict[str,
 
 def pad_images(images: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack uint8 images into (B,1,H,W) float [0,1] and a (B,H,W) mask, sizes rounded up to 16."""
-    height = -(-max(i.shape[0] for i in images) // STRIDE) * STRIDE
-    width = -(-max(i.shape[1] for i in images) // STRIDE) * STRIDE
+    height, width = padded_size(images)
     batch = torch.zeros(len(images), 1, height, width)
     mask = torch.zeros(len(images), height, width)
     for k, image in enumerate(images):
