@@ -90,3 +90,16 @@ def masked_softmax(energy: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Softmax over the (H,W) grid of the cells where mask is 1, in float32 with max-subtraction."""
     energy = energy.float().masked_fill(mask == 0, float("-inf"))
     return torch.softmax(energy.flatten(1), dim=1).view_as(energy)
+
+
+def attention_focus(alphas: torch.Tensor, feature_mask: torch.Tensor) -> torch.Tensor:
+    """How concentrated each attention map is: 1 - H(alpha) / log(n), per (image, step).
+
+    alphas (B,T,H,W); n = the image's real cells. 0 for uniform attention (the model does not
+    look anywhere in particular yet), 1 for all weight on one cell; NaN for one-cell images.
+    """
+    cells = feature_mask.flatten(1).sum(1).float()  # (B,)
+    weights = alphas.float().flatten(2)
+    entropy = -(weights * weights.clamp_min(1e-12).log()).sum(-1)  # (B,T)
+    focus = 1 - entropy / cells.log()[:, None]
+    return focus.masked_fill((cells <= 1)[:, None], float("nan"))

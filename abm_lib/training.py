@@ -27,11 +27,13 @@ import torch.distributed as dist
 import yaml
 from tqdm import tqdm
 
+from .attention import attention_focus
 from .checkpoint import (CheckpointError, atomic_save, atomic_write, capture_rng_state, load_state_strict,
                          read_checkpoint, restore_rng_state)
 from .config import ExperimentConfig, to_dict
 from .data import Example, bucket_by_area, collate, filter_trainable, load_examples
 from .decoding import DecodingOptions, beam_search, greedy_search
+from .encoder import STRIDE, downsample_mask
 from .loss import bidirectional_loss, sequence_cross_entropy
 from .metrics import edit_distance, expression_rate, word_error_rate
 from .model import ABM
@@ -239,10 +241,10 @@ class Trainer:
     # ----------------------------------------------------------- validation
     @torch.no_grad()
     def _validate(self) -> dict:
-        """Validation loss (L2R cross-entropy, as the official schedule), ExpRate and WER on the valid split."""
+        """Validation loss (L2R cross-entropy, as the official schedule), ExpRate, WER and attention focus."""
         self.model.eval()
         started = time.perf_counter()
-        losses, distances, lengths = [], [], []
+        losses, distances, lengths, focus = [], [], [], []
         beam = self.config.train.valid_beam_every and (self.epoch + 1) % self.config.train.valid_beam_every == 0
         options = DecodingOptions(beam_width=10 if beam else 1, return_attention=False)
         for indices in self.valid_batches:
@@ -251,12 +253,15 @@ class Trainer:
             with self.runtime.autocast():
                 outputs = self.model(batch.images, batch.image_mask, {"l2r": batch.inputs["l2r"]})
                 losses.append(float(sequence_cross_entropy(outputs["l2r"][0], batch.targets["l2r"], batch.target_mask)))
+                step_focus = attention_focus(outputs["l2r"][1], downsample_mask(batch.image_mask, STRIDE))
+                focus.append(step_focus[batch.target_mask.bool() & step_focus.isfinite()])
                 search = beam_search if beam else greedy_search
                 hypotheses = search(self.model, batch.images, batch.image_mask, options)
             distances += [edit_distance(h.token_ids, e.token_ids) for h, e in zip(hypotheses, examples)]
             lengths += [len(e.token_ids) for e in examples]
         return {"valid_loss": float(np.mean(losses)), "valid_exprate": expression_rate(distances),
                 "valid_wer": word_error_rate(distances, lengths),
+                "valid_attention_focus": float(torch.cat(focus).mean()),
                 "valid_decoding": "beam10" if beam else "greedy", "valid_seconds": time.perf_counter() - started}
 
     def _end_epoch(self, metrics: dict) -> str:

@@ -131,6 +131,28 @@ def _plot_learning_rate(ax, rows: list[dict]) -> None:
     ax.set_xlabel("epoch")
 
 
+def plot_attention_focus(runs: dict[str, list[dict]], ax=None) -> Figure:
+    """Validation attention focus by epoch (`valid_attention_focus`), one line per run.
+
+    runs: name -> metrics rows. Focus is 1 - entropy / log(cells) of the L2R attention under
+    teacher forcing (attention.attention_focus): 0 while the decoder looks everywhere at
+    once, towards 1 as each step settles on a few cells. Rows without it are left out.
+    """
+    fig, ax = plt.subplots(figsize=(5.5, 3.2)) if ax is None else (ax.figure, ax)
+    for name, rows in runs.items():
+        epochs, values = _series(rows, "valid_attention_focus")
+        if len(values):
+            ax.plot(epochs, values, marker="o" if len(values) < 30 else None, label=name)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("focus (0 uniform, 1 one cell)")
+    ax.set_title("validation attention focus")
+    if ax.lines:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 # ------------------------------------------------------------------------ attention
 def attention_on_image(image: np.ndarray, attention) -> np.ndarray:
     """(steps, h, w) attention over feature cells -> (steps, H, W) over the image's pixels.

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from abm_lib.attention import CoverageAttention, masked_softmax
+from abm_lib.attention import CoverageAttention, attention_focus, masked_softmax
 
 
 @pytest.mark.parametrize("kernels", [(11, 5), (11,), (11, 3), (3, 5, 7)])
@@ -53,3 +53,19 @@ def test_attention_sums_to_one_over_real_cells():
                       attention.folded_coverage_kernel())
     torch.testing.assert_close(alpha.sum((1, 2)), torch.ones(2))
     assert alpha[1][mask[1] == 0].abs().max() == 0
+
+
+def test_attention_focus_is_zero_when_uniform_one_when_on_a_cell_and_ignores_padding():
+    mask = torch.zeros(3, 2, 4)
+    mask[0, :, :3] = 1  # 6 real cells of 8
+    mask[1] = 1
+    mask[2, 0, 0] = 1  # a one-cell image
+    alphas = torch.zeros(3, 2, 2, 4)
+    alphas[0, 0] = mask[0] / 6  # uniform over the real cells
+    alphas[0, 1, 1, 2] = 1  # all on one cell
+    alphas[1, 0] = 1 / 8
+    alphas[1, 1, 0, :2] = 0.5  # two cells of eight: 1 - log 2 / log 8 = 2/3
+    alphas[2, :, 0, 0] = 1
+    focus = attention_focus(alphas, mask)
+    assert torch.allclose(focus[:2], torch.tensor([[0.0, 1.0], [0.0, 2 / 3]]), atol=1e-6)
+    assert focus[2].isnan().all()

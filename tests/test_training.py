@@ -178,6 +178,7 @@ def test_quick_config_trains_end_to_end_on_the_sample(sample_data, tmp_path):
     final = Trainer(config, tmp_path, progress=False).fit()
     assert final["epoch"] == 0 and final["train_loss"] > 0 and 0 <= final["valid_exprate"] <= 100
     assert final["valid_wer"] > 0  # an untrained model misreads; WER counts every edit
+    assert 0 <= final["valid_attention_focus"] <= 1
     assert (tmp_path / "best.pt").is_file() and (tmp_path / "metrics.jsonl").read_text().count("\n") == 1
 
 

@@ -155,3 +155,12 @@ def test_validation_wer_is_drawn_dashed_when_the_log_has_it():
     assert len(dashed) == 1 and list(dashed[0].get_ydata()) == [90.0, 80.0, 70.0]
     assert "WER dashed" in plot_training_curves(rows).axes[1].get_title()
     assert "WER" not in plot_training_curves(ROWS).axes[1].get_title()  # older logs have no WER
+
+
+def test_attention_focus_is_drawn_per_run_from_the_epochs_that_logged_it():
+    from abm_lib.viz import plot_attention_focus
+
+    logged = [{**row, "valid_attention_focus": 0.1 * row["epoch"]} for row in ROWS[1:]]
+    ax = plot_attention_focus({"abm": ROWS[:1] + logged, "old log": ROWS}).axes[0]
+    assert [line.get_label() for line in ax.lines] == ["abm"]
+    assert list(ax.lines[0].get_xdata()) == [2, 3] and list(ax.lines[0].get_ydata()) == [0.1, 0.2]
