@@ -34,3 +34,15 @@ def test_dropout_in_eval_mode_only_applies_the_mask():
     mask[1, :, 4:] = 0
     dropout = MaskedDropout(0.2).eval()
     assert torch.equal(dropout(x, mask), x * mask) and torch.equal(dropout(x), x)
+
+
+def test_random_words_follow_torch_seed_and_are_uniform_bits():
+    from abm_lib.encoder import random_words
+
+    torch.manual_seed(3)
+    first = random_words(50_000, torch.device("cpu"))
+    torch.manual_seed(3)
+    assert torch.equal(random_words(50_000, torch.device("cpu")), first)  # reproducible from torch's seed
+    assert not torch.equal(random_words(50_000, torch.device("cpu")), first)  # and a new draw each call
+    bits = (first[:, None] >> torch.arange(64)) & 1
+    assert (bits.float().mean(0) - 0.5).abs().max().item() < 0.01  # every bit position fair
