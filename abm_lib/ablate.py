@@ -11,7 +11,7 @@ model is not trained again: its row is the reference run (`--reference`) at the 
 Raising `--epochs` later extends every variant alike.
 
 `evaluate` takes, for each variant whose run has reached the budget, the checkpoint best.pt
-held at that budget (highest validation ExpRate; kept as epochNNN.pt), evaluates it on
+held at that budget (highest validation ExpRate, then lowest loss; kept as epochNNN.pt), evaluates it on
 CROHME 2014 (`--split`) with beam 10, and writes into `--out/<variant>/` the report (eval/<split>.json),
 the metrics of the budget's epochs, the run's config and `selection.json` (which epoch, why). Test splits are for this final
 evaluation only: nothing is selected on them.
@@ -29,12 +29,11 @@ from pathlib import Path
 
 from .checkpoint import atomic_write
 from .results import ABLATIONS, Ablation
-from .training import best_epoch, epoch_checkpoint_name, write_metrics
+from .training import SELECTION_RULE, best_epoch, epoch_checkpoint_name, write_metrics
 from .viz import read_metrics
 
 log = logging.getLogger("abm_lib.ablate")
 FULL_MODEL = "abm"  # the variant whose run is the reference run
-SELECTION_RULE = "the first epoch with the highest validation ExpRate within the budget (as best.pt)"
 
 
 def train_command(ablation: Ablation, args: argparse.Namespace) -> list[str]:

@@ -1,7 +1,7 @@
 """The training loop: resumable at any step, on CPU or GPUs, selecting on the validation split.
 
 A run folder holds `last.pt` (everything needed to continue exactly), `best.pt` (best
-validation ExpRate), `metrics.jsonl` (one line per epoch), `config.yaml` and `train.log`.
+validation ExpRate, ties broken by validation loss), `metrics.jsonl` (one line per epoch), `config.yaml` and `train.log`.
 Checkpoints are written atomically at the end of every epoch, every
 `train.checkpoint_minutes` inside an epoch, and on SIGINT/SIGTERM, so a kill loses
 at most that much work. Resuming restores weights, optimiser, schedule, RNG states
@@ -272,9 +272,8 @@ class Trainer:
         metrics |= {"epoch": self.epoch, "global_step": self.global_step, "lr": self.schedule.lr,
                     "schedule": decision, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
         self.history.append(metrics)
-        improved = metrics["valid_exprate"] > self.best_exprate
-        if improved:
-            self.best_exprate = metrics["valid_exprate"]
+        improved = best_epoch(self.history, metrics["epoch"] + 1) == metrics["epoch"]
+        self.best_exprate = max(self.best_exprate, metrics["valid_exprate"])
         self.epoch, self.step_in_epoch = self.epoch + 1, 0
         self._save("last.pt")
         if improved:
@@ -344,17 +343,24 @@ class Trainer:
 LOSS_KEYS = ("loss", "l2r", "r2l", "kl")
 
 
+SELECTION_RULE = ("the highest validation ExpRate; among equal ones the lowest validation loss, "
+                  "then the earliest epoch")
+
+
 def epoch_checkpoint_name(epoch: int) -> str:
     """File name of the checkpoint kept at the end of `epoch` (0-based) with keep_epoch_checkpoints."""
     return f"epoch{epoch:03d}.pt"
 
 
 def best_epoch(history: list[dict], budget: int) -> int:
-    """The epoch best.pt holds after `budget` epochs: the first with the highest validation ExpRate."""
+    """The epoch best.pt holds after `budget` epochs: SELECTION_RULE.
+
+    The loss breaks ties because early in a run every epoch may read 0% of the expressions.
+    """
     candidates = [row for row in history if row["epoch"] < budget]
     if not candidates:
         raise ValueError(f"no finished epoch within a budget of {budget}")
-    return max(candidates, key=lambda row: (row["valid_exprate"], -row["epoch"]))["epoch"]
+    return max(candidates, key=lambda row: (row["valid_exprate"], -row["valid_loss"], -row["epoch"]))["epoch"]
 
 
 def _empty_totals() -> dict[str, float]:

@@ -50,7 +50,7 @@ def test_train_then_evaluate_every_row_at_the_budget(sample_data, tmp_path):
 def test_evaluate_skips_a_run_short_of_the_budget(tmp_path, caplog):
     run_dir = tmp_path / "dwap"
     run_dir.mkdir()
-    (run_dir / "metrics.jsonl").write_text(json.dumps({"epoch": 0, "valid_exprate": 1.0}) + "\n")
+    (run_dir / "metrics.jsonl").write_text(json.dumps({"epoch": 0, "valid_exprate": 1.0, "valid_loss": 2.0}) + "\n")
     assert ablate.selected_checkpoint(run_dir, epochs=2) is None
     assert "1 of 2 epochs trained" in caplog.text
     with pytest.raises(FileNotFoundError, match="keep_epoch_checkpoints"):

@@ -129,7 +129,7 @@ def test_gap_to_paper_reads_the_gap_the_renderer_and_the_training_state(tmp_path
     for split, rate in (("test2014", 20.0), ("test2014_rendered", 19.0), ("test2019", 15.0)):
         write_report({**REPORT, "split": split, "metrics": {"v1": {**REPORT["metrics"]["v1"], "exp_rate": rate}}},
                      tmp_path / "eval" / f"{split}.json")
-    rows = [{"epoch": e, "valid_exprate": v} for e, v in enumerate((0.0, 4.0, 9.0))]
+    rows = [{"epoch": e, "valid_exprate": v, "valid_loss": 3.0 - e} for e, v in enumerate((0.0, 4.0, 9.0))]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     (tmp_path / "config.yaml").write_text("optim:\n  patience: 15\n  max_decays: 10\n")
     gap = gap_to_paper(load_run(tmp_path))

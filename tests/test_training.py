@@ -196,10 +196,13 @@ def test_kept_epoch_checkpoints_hold_each_epochs_weights(sample_data, tmp_path):
     assert not all(torch.equal(first["model"][k], last[k]) for k in last)
 
 
-def test_best_epoch_is_the_first_highest_validation_exprate_within_the_budget():
-    history = [{"epoch": 0, "valid_exprate": 0.0}, {"epoch": 1, "valid_exprate": 5.0},
-               {"epoch": 2, "valid_exprate": 5.0}, {"epoch": 3, "valid_exprate": 9.0}]
-    assert training.best_epoch(history, budget=3) == 1
-    assert training.best_epoch(history, budget=4) == 3
+def test_best_epoch_is_the_highest_validation_exprate_then_the_lowest_loss_within_the_budget():
+    history = [{"epoch": 0, "valid_exprate": 0.0, "valid_loss": 2.7}, {"epoch": 1, "valid_exprate": 0.0, "valid_loss": 2.5},
+               {"epoch": 2, "valid_exprate": 5.0, "valid_loss": 2.4}, {"epoch": 3, "valid_exprate": 5.0, "valid_loss": 2.4},
+               {"epoch": 4, "valid_exprate": 5.0, "valid_loss": 2.3}, {"epoch": 5, "valid_exprate": 9.0, "valid_loss": 2.6}]
+    assert training.best_epoch(history, budget=2) == 1  # all at 0%: the lower loss, not the first epoch
+    assert training.best_epoch(history, budget=4) == 2  # equal ExpRate and loss: the earlier epoch
+    assert training.best_epoch(history, budget=5) == 4
+    assert training.best_epoch(history, budget=6) == 5  # ExpRate first, whatever the loss
     with pytest.raises(ValueError, match="budget of 0"):
         training.best_epoch(history, budget=0)
