@@ -1,21 +1,32 @@
 """Command line: training and beam-search throughput of the official-size model.
 
-    python -m abm_lib.bench [--device auto] [--threads N] [--repeats 3]
+    python -m abm_lib.bench [--device auto] [--threads N] [--repeats 3] [--official CLONE] [--out FILE]
 
 Training: one optimiser step with both decoders on a batch of 16 images of 96x272 with
 17-token labels (the setting in which the official code was timed). Search: beam width
 10 on the same 16 images for exactly 17 steps (eos suppressed), so every implementation
-does the same work. Printed for fp32 and for the runtime's default precision.
+does the same work. Printed for fp32 and for the runtime's default precision; with
+`--official` also for the official code (a clone of XH-B/ABM, see official_bench.py) on the
+same workload in the same process, with the speed-ups. `--out` saves the figures as JSON with
+their provenance (commit, machine, threads, date).
 """
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
+import os
+import platform
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from . import official_bench
+from .checkpoint import atomic_write
 from .data import Example, collate
+from .evaluation import git_state
 from .decoding import DecodingOptions, beam_search
 from .loss import LossConfig, bidirectional_loss
 from .model import ABM
@@ -81,23 +92,78 @@ def _best_time(function, runtime: Runtime, repeats: int) -> float:
     return min(times)
 
 
+def official_images_per_second(folder: Path, device: torch.device, repeats: int) -> dict[str, float]:
+    """Training and beam-search images/s of the official code on the same workload, fp32."""
+    modules = official_bench.import_official(folder)
+    runtime = Runtime(device, "fp32")
+    batch = synthetic_batch().to(device)
+    with official_bench.cuda_calls_stay_put():
+        model = official_bench.official_model(modules, device).train()
+        optimizer = torch.optim.Adadelta(model.parameters(), lr=1.0, eps=1e-6, weight_decay=1e-4)
+        train = BATCH / _best_time(lambda: official_bench.official_training_step(model, batch, optimizer),
+                                   runtime, repeats)
+        model.eval()
+        official_bench.suppress_end_token(model)
+        search = BATCH / _best_time(lambda: official_bench.official_search(modules, model, batch.images, 10, TOKENS),
+                                    runtime, repeats)
+    return {"training": train, "beam_search": search}
+
+
+def measure(device: str, repeats: int, official: Path | None) -> dict:
+    """Every figure of one benchmark run, keyed by implementation and precision."""
+    default = resolve_runtime(device, "auto")
+    figures = {}
+    for precision in dict.fromkeys(["fp32", default.precision]):
+        runtime = resolve_runtime(device, precision)
+        figures[f"ours_{precision}"] = {"training": training_images_per_second(runtime, repeats),
+                                        "beam_search": search_images_per_second(runtime, repeats)}
+    if official is not None:
+        figures["official_fp32"] = official_images_per_second(official, default.device, repeats)
+    return {"figures": figures, "default": f"ours_{default.precision}", "device": str(default.device),
+            "threads": torch.get_num_threads(), "repeats": repeats,
+            "workload": {"batch": BATCH, "height": HEIGHT, "width": WIDTH, "tokens": TOKENS, "beam_width": 10}}
+
+
+def report_lines(result: dict) -> list[str]:
+    figures = result["figures"]
+    lines = [f"{name:14s} training {f['training']:6.1f} images/s   beam search {f['beam_search']:6.1f} images/s"
+             for name, f in figures.items()]
+    if "official_fp32" in figures:
+        ours, official = figures[result["default"]], figures["official_fp32"]
+        lines.append(f"speed-up of {result['default']} over the official code: training "
+                     f"{ours['training'] / official['training']:.2f}x, beam search "
+                     f"{ours['beam_search'] / official['beam_search']:.2f}x")
+    return lines
+
+
+def provenance() -> dict:
+    commit, dirty = git_state()
+    return {"git_commit": commit, "git_dirty": dirty, "torch": torch.__version__,
+            "python": platform.python_version(), "platform": platform.platform(),
+            "processor": platform.processor(), "cpu_count": os.cpu_count(),
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m abm_lib.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--official", type=Path, help="a clone of the official code (github.com/XH-B/ABM)")
+    parser.add_argument("--out", type=Path, help="save the figures and their provenance as JSON")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    default = resolve_runtime(args.device, "auto")
-    print(f"device {default.device}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"workload: batch {BATCH} of {HEIGHT}x{WIDTH}, {TOKENS} tokens; beam width 10")
-    for precision in dict.fromkeys(["fp32", default.precision]):
-        runtime = resolve_runtime(args.device, precision)
-        train = training_images_per_second(runtime, args.repeats)
-        search = search_images_per_second(runtime, args.repeats)
-        print(f"{precision:5s} training {train:6.1f} images/s   beam search {search:6.1f} images/s")
+    result = measure(args.device, args.repeats, args.official)
+    print("\n".join(report_lines(result)))
+    if args.out:
+        result["provenance"] = provenance()
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(args.out, lambda file: json.dump(result, file, indent=1), binary=False)
+        print(f"saved {args.out}")
 
 
 if __name__ == "__main__":

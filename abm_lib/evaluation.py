@@ -135,7 +135,7 @@ def provenance(checkpoint_path: Path | str, checkpoint: dict | None = None) -> d
     checkpoint_path = Path(checkpoint_path)
     if checkpoint is None:
         checkpoint = read_checkpoint(checkpoint_path)
-    commit, dirty = _git_state()
+    commit, dirty = git_state()
     return {
         "git_commit": commit,
         "git_dirty": dirty,
@@ -149,7 +149,7 @@ def provenance(checkpoint_path: Path | str, checkpoint: dict | None = None) -> d
     }
 
 
-def _git_state() -> tuple[str, bool | None]:
+def git_state() -> tuple[str, bool | None]:
     """(commit, dirty) of the repository holding this package; ("unknown", None) outside one.
 
     Dirty means the code folders (abm_lib, data_prep) differ from the commit, untracked files included.
