@@ -7,6 +7,7 @@
         eval/<split>.json         reports of `python -m abm_lib.evaluate`
     results/ablations/<variant>/  the same for each variant of ABLATIONS at the study's budget
         selection.json            budget (epochs) and the epoch evaluated (`python -m abm_lib.ablate`)
+    results/bench.json            `python -m abm_lib.bench --official ... --out`: ours beside the official code
 
 Any of these may be missing (training takes days on a CPU): readers return empty values,
 and `missing` says which command produces what is absent. Nothing here computes a metric;
@@ -114,6 +115,30 @@ def ablation_folder(folder: Path | str, name: str) -> Path:
 def missing(what: str, command: str, then: str = "") -> str:
     """The sentence the book prints for a result that is not there yet."""
     return f"Not yet available: {what}. Run `{command}` to produce it" + (f", then {then}." if then else ".")
+
+
+def load_benchmark(folder: Path | str) -> dict | None:
+    """results/bench.json as `abm_lib.bench` wrote it, or None if it is absent."""
+    path = Path(folder) / "bench.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def benchmark_rows(benchmark: dict) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of training and beam-search images/s per implementation, with the speed-up
+    over the official code where it was measured in the same run."""
+    figures = benchmark["figures"]
+    official = figures.get("official_fp32")
+    header = ["implementation", "training images/s", "beam search images/s"]
+    if official:
+        header += ["training speed-up", "search speed-up"]
+    rows = []
+    for name, figure in figures.items():
+        row = [name.replace("_", " "), f"{figure['training']:.1f}", f"{figure['beam_search']:.1f}"]
+        if official:
+            row += [f"{figure['training'] / official['training']:.2f}x",
+                    f"{figure['beam_search'] / official['beam_search']:.2f}x"]
+        rows.append(row)
+    return header, rows
 
 
 # ----------------------------------------------------------------- comparison

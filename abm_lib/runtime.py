@@ -1,7 +1,8 @@
 """Device and numeric precision: one place decides how the model runs on CPU or CUDA.
 
 CPU: bf16 autocast with the encoder in channels_last (`python -m abm_lib.bench` here, 2 cores:
-16.6 versus 9.2 training images/s in fp32 for the official model, batch 16 at 96x272).
+11.9 versus 6.5 training images/s in fp32 for the official model, batch 16 at 96x272;
+results/bench.json).
 CUDA: fp16 autocast with a gradient scaler (or bf16 where asked).
 """
 from __future__ import annotations

@@ -8,7 +8,8 @@ import pytest
 
 from abm_lib.config import load_config
 from abm_lib.evaluation import write_report
-from abm_lib.results import (ABLATIONS, PAPER_EXPRATE, ablation_folder, gap_to_paper, last_progress, load_run,
+from abm_lib.results import (ABLATIONS, PAPER_EXPRATE, ablation_folder, benchmark_rows, gap_to_paper, last_progress,
+                             load_benchmark, load_run,
                              missing, provenance_note, provenance_notes, run_speed, throughput)
 
 REPORT = {
@@ -140,3 +141,19 @@ def test_gap_to_paper_reads_the_gap_the_renderer_and_the_training_state(tmp_path
     assert by_year["2019"]["ours"] == 15.0 and by_year["2019"]["on_renders"] == "rendered"
     assert gap["training"] == {"epochs": 3, "best_epoch": 2, "best_valid_exprate": 9.0, "still_improving": True,
                                "shortest_run": 177}
+
+
+def test_benchmark_rows_give_each_implementation_its_speed_up_over_the_official_code(tmp_path):
+    assert load_benchmark(tmp_path) is None
+    benchmark = {"figures": {"ours_bf16": {"training": 12.0, "beam_search": 24.0},
+                             "official_fp32": {"training": 4.0, "beam_search": 3.0}}}
+    (tmp_path / "bench.json").write_text(json.dumps(benchmark))
+    header, rows = benchmark_rows(load_benchmark(tmp_path))
+    assert header[-2:] == ["training speed-up", "search speed-up"]
+    assert rows == [["ours bf16", "12.0", "24.0", "3.00x", "8.00x"], ["official fp32", "4.0", "3.0", "1.00x", "1.00x"]]
+
+
+def test_benchmark_rows_without_the_official_code_have_no_speed_up_columns():
+    header, rows = benchmark_rows({"figures": {"ours_fp32": {"training": 6.0, "beam_search": 12.0}}})
+    assert header == ["implementation", "training images/s", "beam search images/s"]
+    assert rows == [["ours fp32", "6.0", "12.0"]]
