@@ -13,10 +13,8 @@ their provenance (commit, machine, threads, date).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -26,10 +24,11 @@ import torch
 from . import official_bench
 from .checkpoint import atomic_write
 from .data import Example, collate
-from .evaluation import git_state
 from .decoding import DecodingOptions, beam_search
+from .evaluation import code_and_machine
 from .loss import LossConfig, bidirectional_loss
 from .model import ABM
+from .results import benchmark_rows
 from .runtime import Runtime, resolve_runtime
 from .vocab import default_vocabulary
 
@@ -124,26 +123,6 @@ def measure(device: str, repeats: int, official: Path | None) -> dict:
             "workload": {"batch": BATCH, "height": HEIGHT, "width": WIDTH, "tokens": TOKENS, "beam_width": 10}}
 
 
-def report_lines(result: dict) -> list[str]:
-    figures = result["figures"]
-    lines = [f"{name:14s} training {f['training']:6.1f} images/s   beam search {f['beam_search']:6.1f} images/s"
-             for name, f in figures.items()]
-    if "official_fp32" in figures:
-        ours, official = figures[result["default"]], figures["official_fp32"]
-        lines.append(f"speed-up of {result['default']} over the official code: training "
-                     f"{ours['training'] / official['training']:.2f}x, beam search "
-                     f"{ours['beam_search'] / official['beam_search']:.2f}x")
-    return lines
-
-
-def provenance() -> dict:
-    commit, dirty = git_state()
-    return {"git_commit": commit, "git_dirty": dirty, "torch": torch.__version__,
-            "python": platform.python_version(), "platform": platform.platform(),
-            "processor": platform.processor(), "cpu_count": os.cpu_count(),
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m abm_lib.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -158,9 +137,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"workload: batch {BATCH} of {HEIGHT}x{WIDTH}, {TOKENS} tokens; beam width 10")
     result = measure(args.device, args.repeats, args.official)
-    print("\n".join(report_lines(result)))
+    header, rows = benchmark_rows(result)
+    for row in [header, *rows]:
+        print("  ".join(f"{cell:>{len(title)}s}" for cell, title in zip(row, header)))
     if args.out:
-        result["provenance"] = provenance()
+        result["provenance"] = {**code_and_machine(), "cpu_count": os.cpu_count()}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(args.out, lambda file: json.dump(result, file, indent=1), binary=False)
         print(f"saved {args.out}")

@@ -135,13 +135,16 @@ def provenance(checkpoint_path: Path | str, checkpoint: dict | None = None) -> d
     checkpoint_path = Path(checkpoint_path)
     if checkpoint is None:
         checkpoint = read_checkpoint(checkpoint_path)
+    return {"checkpoint": str(checkpoint_path), "checkpoint_sha256": file_sha256(checkpoint_path),
+            **_training_state(checkpoint), **code_and_machine()}
+
+
+def code_and_machine() -> dict:
+    """The part of every provenance record that does not depend on a checkpoint."""
     commit, dirty = git_state()
     return {
         "git_commit": commit,
         "git_dirty": dirty,
-        "checkpoint": str(checkpoint_path),
-        "checkpoint_sha256": file_sha256(checkpoint_path),
-        **_training_state(checkpoint),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "torch": torch.__version__,
         "python": platform.python_version(),
