@@ -68,6 +68,11 @@ class DecoderMemory:
         return DecoderMemory(self.features[index], self.feature_mask[index],
                              self.projected_features[index], self.coverage_kernel)
 
+    def first(self, rows: int) -> "DecoderMemory":
+        """The first `rows` rows of the batch, as views."""
+        return DecoderMemory(self.features[:rows], self.feature_mask[:rows],
+                             self.projected_features[:rows], self.coverage_kernel)
+
 
 @dataclass
 class DecoderState:
@@ -78,6 +83,9 @@ class DecoderState:
 
     def select(self, index: torch.Tensor) -> "DecoderState":
         return DecoderState(self.hidden[index], self.coverage[index])
+
+    def first(self, rows: int) -> "DecoderState":
+        return DecoderState(self.hidden[:rows], self.coverage[:rows])
 
 
 class AttentionGRUDecoder(nn.Module):
@@ -125,20 +133,47 @@ class AttentionGRUDecoder(nn.Module):
         maxout = merged.unflatten(-1, (-1, 2)).amax(-1)
         return self.classifier(self.dropout(maxout))
 
-    def forward(self, features: torch.Tensor, feature_mask: torch.Tensor,
-                input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Teacher forcing: input_ids (B,T) -> logits (B,T,K) and attention maps (B,T,H,W)."""
+    def forward(self, features: torch.Tensor, feature_mask: torch.Tensor, input_ids: torch.Tensor,
+                steps: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher forcing: input_ids (B,T) -> logits (B,T,K) and attention maps (B,T,H,W).
+
+        steps (B,), optional: how many leading positions of each row are real (label length + 1).
+        A row's recurrence stops there, so a batch pays for each label's own length instead of
+        the longest one's; its later attention maps are zeros and its later logits are computed
+        from zero context and state. Real positions come out the same as without `steps`.
+        """
+        batch, length = input_ids.shape
+        if steps is None:
+            return self._teacher_forced(features, feature_mask, input_ids, [batch] * length)
+        counts = steps.cpu()
+        if counts.shape != (batch,) or counts.min() < 1 or counts.max() > length:
+            raise ValueError(f"steps must hold one count in [1, {length}] per row, got {counts.tolist()}")
+        order = torch.argsort(counts, descending=True, stable=True)  # longest first: live rows are a prefix
+        live = [int((counts > t).sum()) for t in range(length)]
+        order = order.to(input_ids.device)
+        logits, alphas = self._teacher_forced(features[order], feature_mask[order], input_ids[order], live)
+        restore = torch.argsort(order)
+        return logits[restore], alphas[restore]
+
+    def _teacher_forced(self, features: torch.Tensor, feature_mask: torch.Tensor, input_ids: torch.Tensor,
+                        live: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The step loop; at step t only the first live[t] rows (non-increasing in t) are computed."""
+        batch, length = input_ids.shape
         memory, state = self.start(features, feature_mask)
         embedded = self.embedding(input_ids)
         gru_inputs = self.gru_input.input_projection(embedded)  # all steps at once
         contexts, hiddens, alphas = [], [], []
-        for t in range(input_ids.shape[1]):
-            state, context, alpha = self._recur(memory, state, gru_inputs[:, t])
-            contexts.append(context)
-            hiddens.append(state.hidden)
-            alphas.append(alpha)
-        logits = self.readout(torch.stack(contexts, 1), torch.stack(hiddens, 1), embedded)
-        return logits, torch.stack(alphas, 1)
+        for t, rows in enumerate(live):
+            if rows == 0:
+                break
+            if rows < batch:
+                memory, state = memory.first(rows), state.first(rows)
+            state, context, alpha = self._recur(memory, state, gru_inputs[:rows, t])
+            contexts.append(_pad(context, batch))
+            hiddens.append(_pad(state.hidden, batch))
+            alphas.append(_pad(alpha, batch))
+        contexts, hiddens, alphas = (_pad(torch.stack(x, 1), length, dim=1) for x in (contexts, hiddens, alphas))
+        return self.readout(contexts, hiddens, embedded), alphas
 
     def step(self, memory: DecoderMemory, state: DecoderState,
              previous_ids: torch.Tensor) -> tuple[torch.Tensor, DecoderState, torch.Tensor]:
@@ -146,3 +181,13 @@ class AttentionGRUDecoder(nn.Module):
         embedded = self.embedding(previous_ids)
         state, context, alpha = self._recur(memory, state, self.gru_input.input_projection(embedded))
         return self.readout(context, state.hidden, embedded), state, alpha
+
+
+def _pad(tensor: torch.Tensor, size: int, dim: int = 0) -> torch.Tensor:
+    """tensor extended with zeros along `dim` up to `size`."""
+    missing = size - tensor.shape[dim]
+    if missing == 0:
+        return tensor
+    shape = list(tensor.shape)
+    shape[dim] = missing
+    return torch.cat([tensor, tensor.new_zeros(shape)], dim)

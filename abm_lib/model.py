@@ -50,10 +50,11 @@ class ABM(nn.Module):
     def encode(self, images: torch.Tensor, image_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.encoder(images, image_mask)
 
-    def forward(self, images: torch.Tensor, image_mask: torch.Tensor,
-                decoder_inputs: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    def forward(self, images: torch.Tensor, image_mask: torch.Tensor, decoder_inputs: dict[str, torch.Tensor],
+                steps: torch.Tensor | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """steps (B,), optional: real decoder positions per image (label length + 1), see the decoder."""
         features, feature_mask = self.encode(images, image_mask)
-        return {d: self.decoders[d](features, feature_mask, ids) for d, ids in decoder_inputs.items()}
+        return {d: self.decoders[d](features, feature_mask, ids, steps) for d, ids in decoder_inputs.items()}
 
 
 def initialize_weights(model: ABM) -> None:

@@ -210,7 +210,8 @@ class Trainer:
         batch = collate(examples, self.vocab).to(self.runtime.device, self.runtime.channels_last)
         directions = self.config.model.directions
         with self.runtime.autocast():
-            outputs = self.network(batch.images, batch.image_mask, {d: batch.inputs[d] for d in directions})
+            outputs = self.network(batch.images, batch.image_mask, {d: batch.inputs[d] for d in directions},
+                                   steps=batch.lengths + 1)  # each label's own length, not the longest
             terms = bidirectional_loss({d: outputs[d][0] for d in directions}, batch.targets,
                                        batch.target_mask, batch.lengths.to(self.runtime.device), self.config.loss)
         if not self._all_finite(terms.total):
@@ -251,7 +252,8 @@ class Trainer:
             examples = [self.valid_examples[i] for i in indices]
             batch = collate(examples, self.vocab).to(self.runtime.device, self.runtime.channels_last)
             with self.runtime.autocast():
-                outputs = self.model(batch.images, batch.image_mask, {"l2r": batch.inputs["l2r"]})
+                outputs = self.model(batch.images, batch.image_mask, {"l2r": batch.inputs["l2r"]},
+                                     steps=batch.lengths + 1)
                 losses.append(float(sequence_cross_entropy(outputs["l2r"][0], batch.targets["l2r"], batch.target_mask)))
                 step_focus = attention_focus(outputs["l2r"][1], downsample_mask(batch.image_mask, STRIDE))
                 focus.append(step_focus[batch.target_mask.bool() & step_focus.isfinite()])

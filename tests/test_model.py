@@ -78,3 +78,47 @@ def test_encoder_rejects_sizes_that_are_not_multiples_of_16():
     model = ABM(tiny_config())
     with pytest.raises(ValueError, match="multiple of 16"):
         model.encode(torch.zeros(1, 1, 50, 64), torch.ones(1, 50, 64))
+
+
+def test_steps_stop_each_row_at_its_length_and_change_no_real_position():
+    """forward(..., steps) computes each row only up to its own length: real positions, the loss
+    over them and its gradients equal those of the full computation; later positions attend nowhere."""
+    from abm_lib.data import collate, Example
+    from abm_lib.loss import LossConfig, bidirectional_loss
+    from abm_lib.vocab import default_vocabulary
+
+    torch.manual_seed(0)
+    model = ABM(tiny_config()).eval()  # eval: no dropout, so both passes see the same network
+    generator = torch.Generator().manual_seed(5)
+    labels = [[7, 9, 11], [5, 6, 7, 8, 9, 10, 11], [12], [20, 21, 22, 23]]  # unsorted lengths
+    examples = [Example(str(i), ((torch.rand(40 + 9 * i, 70, generator=generator) > 0.85).numpy() * 255).astype("uint8"),
+                        label) for i, label in enumerate(labels)]
+    batch = collate(examples, default_vocabulary())
+    steps = batch.lengths + 1
+
+    def run(with_steps: bool):
+        model.zero_grad()
+        outputs = model(batch.images, batch.image_mask, batch.inputs, steps if with_steps else None)
+        terms = bidirectional_loss({d: o[0] for d, o in outputs.items()}, batch.targets, batch.target_mask,
+                                   batch.lengths, LossConfig())
+        terms.total.backward()
+        return outputs, terms.total.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    full, full_loss, full_grads = run(False)
+    short, short_loss, short_grads = run(True)
+    real = batch.target_mask.bool()
+    for direction in ("l2r", "r2l"):
+        torch.testing.assert_close(short[direction][0][real], full[direction][0][real], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(short[direction][1][real], full[direction][1][real], atol=1e-6, rtol=1e-5)
+        assert short[direction][1][~real].abs().max() == 0
+    torch.testing.assert_close(short_loss, full_loss, atol=1e-5, rtol=1e-5)
+    for name, grad in full_grads.items():
+        torch.testing.assert_close(short_grads[name], grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_steps_outside_the_input_length_are_refused():
+    model = ABM(tiny_config())
+    images, mask = torch.zeros(2, 1, 32, 32), torch.ones(2, 32, 32)
+    ids = torch.zeros(2, 4, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"\[1, 4\]"):
+        model(images, mask, {"l2r": ids}, steps=torch.tensor([5, 2]))
