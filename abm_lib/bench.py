@@ -47,19 +47,28 @@ def training_images_per_second(runtime: Runtime, repeats: int) -> float:
     torch.manual_seed(0)
     model = runtime.prepare(ABM()).train()
     batch = synthetic_batch().to(runtime.device, runtime.channels_last)
-    optimizer = torch.optim.Adadelta(model.parameters(), lr=1.0, eps=1e-6, weight_decay=1e-4)
+    optimizer = official_optimizer(model)
 
     def step() -> None:
         with runtime.autocast():
             outputs = model(batch.images, batch.image_mask, batch.inputs)
             terms = bidirectional_loss({d: o[0] for d, o in outputs.items()}, batch.targets,
                                        batch.target_mask, batch.lengths.to(runtime.device), LossConfig())
-        optimizer.zero_grad()
-        terms.total.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 100.0)
-        optimizer.step()
+        optimizer_step(terms.total, model, optimizer)
 
     return BATCH / _best_time(step, runtime, repeats)
+
+
+def official_optimizer(model: torch.nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.Adadelta(model.parameters(), lr=1.0, eps=1e-6, weight_decay=1e-4)
+
+
+def optimizer_step(loss: torch.Tensor, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """Backward, gradient-norm clip at 100 and update: the official recipe's step."""
+    optimizer.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 100.0)
+    optimizer.step()
 
 
 def search_images_per_second(runtime: Runtime, repeats: int) -> float:
@@ -98,8 +107,8 @@ def official_images_per_second(folder: Path, device: torch.device, repeats: int)
     batch = synthetic_batch().to(device)
     with official_bench.cuda_calls_stay_put():
         model = official_bench.official_model(modules, device).train()
-        optimizer = torch.optim.Adadelta(model.parameters(), lr=1.0, eps=1e-6, weight_decay=1e-4)
-        train = BATCH / _best_time(lambda: official_bench.official_training_step(model, batch, optimizer),
+        optimizer = official_optimizer(model)
+        train = BATCH / _best_time(lambda: optimizer_step(official_bench.official_loss(model, batch), model, optimizer),
                                    runtime, repeats)
         model.eval()
         official_bench.suppress_end_token(model)

@@ -74,17 +74,13 @@ def official_model(modules: dict[str, ModuleType], device: torch.device) -> torc
     return modules["encoder_decoder"].Encoder_Decoder(dict(OFFICIAL_PARAMS)).to(device)
 
 
-def official_training_step(model: torch.nn.Module, batch, optimizer: torch.optim.Optimizer) -> None:
-    """One optimiser step of the official model on our benchmark batch, in fp32 as the official code runs."""
+def official_loss(model: torch.nn.Module, batch) -> torch.Tensor:
+    """The official model's forward pass on our benchmark batch (fp32, as the official code runs) and its loss."""
     mask = batch.target_mask.float()
     l2r, _, r2l, _ = model(dict(OFFICIAL_PARAMS), batch.images, batch.image_mask.float(),
                            batch.inputs["l2r"], mask, batch.inputs["r2l"], mask)
-    terms = bidirectional_loss({"l2r": l2r, "r2l": r2l}, batch.targets, batch.target_mask,
-                               batch.lengths.to(l2r.device), LossConfig(kl_alignment="official"))
-    optimizer.zero_grad()
-    terms.total.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 100.0)
-    optimizer.step()
+    return bidirectional_loss({"l2r": l2r, "r2l": r2l}, batch.targets, batch.target_mask,
+                              batch.lengths.to(l2r.device), LossConfig(kl_alignment="official")).total
 
 
 def official_search(modules: dict[str, ModuleType], model: torch.nn.Module, images: torch.Tensor,
