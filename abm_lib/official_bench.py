@@ -42,7 +42,7 @@ def cuda_calls_stay_put():
         torch.Tensor.cuda = original
 
 
-def import_official(folder: Path | str) -> dict[str, ModuleType]:
+def import_official(folder: Path | str, names: tuple[str, ...] = OFFICIAL_MODULES) -> dict[str, ModuleType]:
     """encoder_decoder and utils loaded from a clone of the official repository.
 
     Loaded from their files under private names, so that a module called `utils` elsewhere on
@@ -50,12 +50,12 @@ def import_official(folder: Path | str) -> dict[str, ModuleType]:
     found through the clone's folder, put first on sys.path for the time of the import.
     """
     folder = Path(folder).resolve()
-    absent = [f"{name}.py" for name in OFFICIAL_MODULES if not (folder / f"{name}.py").is_file()]
+    absent = [f"{name}.py" for name in names if not (folder / f"{name}.py").is_file()]
     if absent:
         raise FileNotFoundError(f"{folder} is not a clone of the official ABM code: {', '.join(absent)} missing")
     sys.path.insert(0, str(folder))
     try:
-        return {name: _load(folder / f"{name}.py", f"official_abm_{name}") for name in OFFICIAL_MODULES}
+        return {name: _load(folder / f"{name}.py", f"official_abm_{name}") for name in names}
     except ImportError as error:
         raise ImportError(f"the official code in {folder} needs a package that is not installed: {error}") from error
     finally:
@@ -69,18 +69,26 @@ def _load(path: Path, name: str) -> ModuleType:
     return module
 
 
-def official_model(modules: dict[str, ModuleType], device: torch.device) -> torch.nn.Module:
+def official_model(modules: dict[str, ModuleType], device: torch.device,
+                   params: dict = OFFICIAL_PARAMS) -> torch.nn.Module:
+    """The official Encoder_Decoder with its own initialisation (seed 0)."""
     torch.manual_seed(0)
-    return modules["encoder_decoder"].Encoder_Decoder(dict(OFFICIAL_PARAMS)).to(device)
+    return modules["encoder_decoder"].Encoder_Decoder(dict(params)).to(device)
+
+
+def official_logits(model: torch.nn.Module, batch, params: dict = OFFICIAL_PARAMS) -> dict[str, torch.Tensor]:
+    """The official model's forward pass on one of our batches: {direction: logits (B,T,K)}."""
+    mask = batch.target_mask.float()
+    l2r, _, r2l, _ = model(dict(params), batch.images, batch.image_mask.float(),
+                           batch.inputs["l2r"], mask, batch.inputs["r2l"], mask)
+    return {"l2r": l2r, "r2l": r2l}
 
 
 def official_loss(model: torch.nn.Module, batch) -> torch.Tensor:
     """The official model's forward pass on our benchmark batch (fp32, as the official code runs) and its loss."""
-    mask = batch.target_mask.float()
-    l2r, _, r2l, _ = model(dict(OFFICIAL_PARAMS), batch.images, batch.image_mask.float(),
-                           batch.inputs["l2r"], mask, batch.inputs["r2l"], mask)
-    return bidirectional_loss({"l2r": l2r, "r2l": r2l}, batch.targets, batch.target_mask,
-                              batch.lengths.to(l2r.device), LossConfig(kl_alignment="official")).total
+    logits = official_logits(model, batch)
+    return bidirectional_loss(logits, batch.targets, batch.target_mask, batch.lengths.to(logits["l2r"].device),
+                              LossConfig(kl_alignment="official")).total
 
 
 def official_search(modules: dict[str, ModuleType], model: torch.nn.Module, images: torch.Tensor,
