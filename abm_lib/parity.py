@@ -16,7 +16,10 @@ the quantity compared:
 - backward: every parameter's gradient (the worst tensor is named);
 - training: the loss of each of `steps` optimiser steps of the official recipe (Adadelta,
   clip 100) from the same start, for the official code in fp32, ours in fp32 and ours in the
-  runtime's default precision (bf16 on a CPU), and the weights after the last step;
+  runtime's default precision (bf16 on a CPU), and the weights after the last step; as a
+  control, ours from weights changed by one part in ten million, which shows how far
+  rounding-sized differences alone carry two runs apart (Adadelta's first steps are nearly
+  sign steps, so a gradient entry near zero can flip its update);
 - masking: how much the logits move when the batches' real masks are given instead, i.e.
   what ignoring the padding changes (the official outputs depend on the padding, ours do not).
 """
@@ -47,6 +50,7 @@ from .vocab import default_vocabulary
 
 PARAMS = {**official_bench.OFFICIAL_PARAMS, "use_dropout": False}
 UNCOMPARED = ("attention.energy.bias",)  # gradient zero by construction, see largest_difference
+PERTURBATION = 1e-7  # relative change of the control run's starting weights, about float32 rounding
 Forward = Callable[[torch.nn.Module, Batch], dict[str, torch.Tensor]]
 
 
@@ -142,13 +146,22 @@ def weight_difference(official: torch.nn.Module, ours: torch.nn.Module) -> tuple
     return largest_difference(converted, dict(ours.named_parameters()))
 
 
+def perturbed(model: torch.nn.Module, scale: float = PERTURBATION, seed: int = 0) -> torch.nn.Module:
+    """The model with every weight multiplied by (1 + scale * N(0, 1)): a rounding-sized change."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            noise = torch.randn(parameter.shape, generator=generator).to(parameter.device)
+            parameter.mul_(1 + scale * noise)
+    return model
+
+
 def compare(official: torch.nn.Module, batches: list[Batch], steps: int, runtime: Runtime) -> dict:
     """Every figure of the module docstring; `official` keeps its starting weights."""
     device = runtime.device
     unmasked = [padding_as_image(batch) for batch in batches]
     start = copy.deepcopy(official.state_dict())
-    ours, ours_fp32 = our_model_like(start).to(device), our_model_like(start).to(device)
-    ours_default = runtime.prepare(our_model_like(start))
+    ours = our_model_like(start).to(device)
     forward, gradients, masking = [], [], []
     for batch, plain in zip(unmasked, batches):
         batch, plain = batch.to(device), plain.to(device)
@@ -164,18 +177,36 @@ def compare(official: torch.nn.Module, batches: list[Batch], steps: int, runtime
         gradients.append({"max_relative": worst, "worst_parameter": name})
         with torch.no_grad():
             masking.append(logit_differences(our_logits(ours, plain), mine, plain))
-    fp32 = Runtime(device, "fp32")
-    losses = {"official_fp32": trajectory(official, official_logits, unmasked, steps, fp32),
-              "ours_fp32": trajectory(ours_fp32, our_logits, unmasked, steps, fp32)}
-    if runtime.precision != "fp32":
-        losses[f"ours_{runtime.precision}"] = trajectory(ours_default, our_logits, unmasked, steps, runtime)
-    after, where = weight_difference(official, ours_fp32)
+    training = training_comparison(official, start, unmasked, steps, runtime)
     official.load_state_dict(start)
     return {"batches": [batch_shape(batch) for batch in batches], "forward": forward, "gradients": gradients,
-            "masking_real_padding": masking, "training_losses": losses,
-            "weights_after_training": {"max_relative": after, "worst_parameter": where},
+            "masking_real_padding": masking, **training,
             "uncompared_parameters": [name for name, _ in ours.named_parameters() if name.endswith(UNCOMPARED)],
             "steps": steps, "device": str(device), "default_precision": runtime.precision}
+
+
+def training_comparison(official: torch.nn.Module, start: dict, batches: list[Batch], steps: int,
+                        runtime: Runtime) -> dict:
+    """Loss trajectories from the same start, and the weights after them.
+
+    The control is ours against itself, started from weights changed by one part in ten
+    million (PERTURBATION): how far two runs drift apart from a rounding-sized difference alone.
+    """
+    device, fp32 = runtime.device, Runtime(runtime.device, "fp32")
+    ours = our_model_like(start).to(device)
+    control = perturbed(our_model_like(start)).to(device)
+    losses = {"official_fp32": trajectory(official, official_logits, batches, steps, fp32),
+              "ours_fp32": trajectory(ours, our_logits, batches, steps, fp32),
+              "ours_fp32_perturbed": trajectory(control, our_logits, batches, steps, fp32)}
+    if runtime.precision != "fp32":
+        default = runtime.prepare(our_model_like(start))
+        losses[f"ours_{runtime.precision}"] = trajectory(default, our_logits, batches, steps, runtime)
+    after, where = weight_difference(official, ours)
+    control_after, control_where = largest_difference(dict(ours.named_parameters()), dict(control.named_parameters()))
+    return {"training_losses": losses,
+            "weights_after_training": {"max_relative": after, "worst_parameter": where},
+            "control_weights_after_training": {"max_relative": control_after, "worst_parameter": control_where},
+            "perturbation": PERTURBATION}
 
 
 def batch_shape(batch: Batch) -> dict:
@@ -197,9 +228,11 @@ def summary_lines(result: dict) -> list[str]:
              f"real masks instead of all-ones: logits move by up to {worst_masking:.2e} (relative)"]
     for name, losses in result["training_losses"].items():
         lines.append(f"{name:>14}: losses " + " ".join(f"{loss:.4f}" for loss in losses))
-    after = result["weights_after_training"]
-    lines.append(f"after {result['steps']} steps, weights ours fp32 vs official: max relative difference "
-                 f"{after['max_relative']:.2e} ({after['worst_parameter']})")
+    for label, key in (("ours fp32 vs official", "weights_after_training"),
+                       ("ours fp32 vs ours perturbed (control)", "control_weights_after_training")):
+        after = result[key]
+        lines.append(f"after {result['steps']} steps, weights {label}: max relative difference "
+                     f"{after['max_relative']:.2e} ({after['worst_parameter']})")
     return lines
 
 

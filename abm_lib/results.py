@@ -8,6 +8,7 @@
     results/ablations/<variant>/  the same for each variant of ABLATIONS at the study's budget
         selection.json            budget (epochs) and the epoch evaluated (`python -m abm_lib.ablate`)
     results/bench.json            `python -m abm_lib.bench --official ... --out`: ours beside the official code
+    results/parity.json           `python -m abm_lib.parity --official ... --out`: the same weights, both codes
 
 Any of these may be missing (training takes days on a CPU): readers return empty values,
 and `missing` says which command produces what is absent. Nothing here computes a metric;
@@ -117,10 +118,34 @@ def missing(what: str, command: str, then: str = "") -> str:
     return f"Not yet available: {what}. Run `{command}` to produce it" + (f", then {then}." if then else ".")
 
 
+def _load_json(path: Path) -> dict | None:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
 def load_benchmark(folder: Path | str) -> dict | None:
     """results/bench.json as `abm_lib.bench` wrote it, or None if it is absent."""
-    path = Path(folder) / "bench.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    return _load_json(Path(folder) / "bench.json")
+
+
+def load_parity(folder: Path | str) -> dict | None:
+    """results/parity.json as `abm_lib.parity` wrote it, or None if it is absent."""
+    return _load_json(Path(folder) / "parity.json")
+
+
+def parity_rows(parity: dict) -> tuple[list[str], list[list[str]]]:
+    """(header, rows): the largest relative difference between ours and the official code, per quantity."""
+    forward, gradients = parity["forward"], parity["gradients"]
+    worst_gradient = max(gradients, key=lambda row: row["max_relative"])
+    after, control = parity["weights_after_training"], parity["control_weights_after_training"]
+    rows = [["L2R logits", f"{max(row['l2r'] for row in forward):.1e}", ""],
+            ["R2L logits", f"{max(row['r2l'] for row in forward):.1e}", ""],
+            ["loss", f"{max(abs(row['loss_ours'] / row['loss_official'] - 1) for row in forward):.1e}", ""],
+            ["gradients", f"{worst_gradient['max_relative']:.1e}", f"`{worst_gradient['worst_parameter']}`"],
+            [f"weights after {parity['steps']} steps (fp32)", f"{after['max_relative']:.1e}",
+             f"`{after['worst_parameter']}`"],
+            [f"control: ours against ours started {parity['perturbation']:.0e} apart, after {parity['steps']} steps",
+             f"{control['max_relative']:.1e}", f"`{control['worst_parameter']}`"]]
+    return ["quantity", "largest relative difference", "where"], rows
 
 
 def benchmark_rows(benchmark: dict) -> tuple[list[str], list[list[str]]]:

@@ -89,6 +89,9 @@ def test_a_faithful_implementation_is_found_equal():
     assert losses["ours_bf16"] == pytest.approx(losses["ours_fp32"], rel=0.05)
     assert losses["ours_bf16"] != losses["ours_fp32"]  # bf16 really ran
     assert result["weights_after_training"]["max_relative"] < 1e-4
+    assert losses["ours_fp32_perturbed"] != losses["ours_fp32"]  # the control really starts elsewhere
+    assert losses["ours_fp32_perturbed"] == pytest.approx(losses["ours_fp32"], rel=1e-4)
+    assert 0 < result["control_weights_after_training"]["max_relative"]
     assert max(max(row.values()) for row in result["masking_real_padding"]) > 0  # masking the padding matters
 
 

@@ -9,7 +9,7 @@ import pytest
 from abm_lib.config import load_config
 from abm_lib.evaluation import write_report
 from abm_lib.results import (ABLATIONS, PAPER_EXPRATE, ablation_folder, benchmark_rows, gap_to_paper, last_progress,
-                             load_benchmark, load_run,
+                             load_benchmark, load_parity, load_run, parity_rows,
                              missing, provenance_note, provenance_notes, run_speed, throughput)
 
 REPORT = {
@@ -157,3 +157,21 @@ def test_benchmark_rows_without_the_official_code_have_no_speed_up_columns():
     header, rows = benchmark_rows({"figures": {"ours_fp32": {"training": 6.0, "beam_search": 12.0}}})
     assert header == ["implementation", "training images/s", "beam search images/s"]
     assert rows == [["ours fp32", "6.0", "12.0"]]
+
+
+def test_parity_rows_show_the_worst_difference_of_each_quantity_and_where(tmp_path):
+    assert load_parity(tmp_path) is None
+    parity = {"forward": [{"l2r": 1e-7, "r2l": 3e-7, "loss_official": 8.0, "loss_ours": 8.0000008},
+                          {"l2r": 2e-7, "r2l": 1e-7, "loss_official": 5.0, "loss_ours": 5.0}],
+              "gradients": [{"max_relative": 2e-6, "worst_parameter": "encoder.stem.weight"},
+                            {"max_relative": 5e-6, "worst_parameter": "decoders.l2r.classifier.bias"}],
+              "weights_after_training": {"max_relative": 4e-3, "worst_parameter": "decoders.r2l.embedding.weight"},
+              "control_weights_after_training": {"max_relative": 5e-3, "worst_parameter": "encoder.stem.weight"},
+              "perturbation": 1e-7, "steps": 6}
+    (tmp_path / "parity.json").write_text(json.dumps(parity))
+    header, rows = parity_rows(load_parity(tmp_path))
+    assert header == ["quantity", "largest relative difference", "where"]
+    assert rows == [["L2R logits", "2.0e-07", ""], ["R2L logits", "3.0e-07", ""], ["loss", "1.0e-07", ""],
+                    ["gradients", "5.0e-06", "`decoders.l2r.classifier.bias`"],
+                    ["weights after 6 steps (fp32)", "4.0e-03", "`decoders.r2l.embedding.weight`"],
+                    ["control: ours against ours started 1e-07 apart, after 6 steps", "5.0e-03", "`encoder.stem.weight`"]]
