@@ -18,8 +18,8 @@ the quantity compared:
   clip 100) from the same start, for the official code in fp32, ours in fp32 and ours in the
   runtime's default precision (bf16 on a CPU), and the weights after the last step; as a
   control, ours from weights changed by one part in ten million, which shows how far
-  rounding-sized differences alone carry two runs apart (Adadelta's first steps are nearly
-  sign steps, so a gradient entry near zero can flip its update);
+  rounding-sized differences alone carry two runs apart (with a learning rate of 1, the
+  first Adadelta steps are large and such differences grow from step to step);
 - masking: how much the logits move when the batches' real masks are given instead, i.e.
   what ignoring the padding changes (the official outputs depend on the padding, ours do not).
 """
