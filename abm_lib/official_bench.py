@@ -43,7 +43,7 @@ def cuda_calls_stay_put():
 
 
 def import_official(folder: Path | str, names: tuple[str, ...] = OFFICIAL_MODULES) -> dict[str, ModuleType]:
-    """encoder_decoder and utils loaded from a clone of the official repository.
+    """The official modules `names` (encoder_decoder and utils) loaded from a clone of the official repository.
 
     Loaded from their files under private names, so that a module called `utils` elsewhere on
     the path is neither taken instead nor replaced; their own imports (encoder, decoder) are

@@ -210,6 +210,7 @@ def training_comparison(official: torch.nn.Module, start: dict, batches: list[Ba
 
 
 def batch_shape(batch: Batch) -> dict:
+    """What a compared batch was: its size, its padded image size, its share of padding, its longest label."""
     real = batch.image_mask.flatten(1).sum(1)
     return {"images": len(batch.ids), "height": batch.images.shape[2], "width": batch.images.shape[3],
             "padding_share": float(1 - real.sum() / batch.image_mask.numel()),
