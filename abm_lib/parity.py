@@ -45,6 +45,7 @@ from .evaluation import code_and_machine
 from .loss import LossConfig, bidirectional_loss
 from .model import ABM
 from .official import from_official_state_dict, official_config
+from .results import parity_rows
 from .runtime import Runtime, resolve_runtime
 from .vocab import default_vocabulary
 
@@ -218,22 +219,14 @@ def batch_shape(batch: Batch) -> dict:
 
 
 def summary_lines(result: dict) -> list[str]:
-    """The figures in a few printable lines."""
-    worst_forward = max(max(row["l2r"], row["r2l"]) for row in result["forward"])
-    worst_gradient = max(result["gradients"], key=lambda row: row["max_relative"])
+    """The figures in a few printable lines: the book's table (results.parity_rows), then the losses."""
+    _, rows = parity_rows(result)
     worst_masking = max(max(row.values()) for row in result["masking_real_padding"])
-    lines = [f"{len(result['batches'])} real training batches, official weights at initialisation, no dropout",
-             f"forward, logits at label positions: max relative difference {worst_forward:.2e}",
-             f"backward, gradients: max relative difference {worst_gradient['max_relative']:.2e} "
-             f"({worst_gradient['worst_parameter']})",
-             f"real masks instead of all-ones: logits move by up to {worst_masking:.2e} (relative)"]
-    for name, losses in result["training_losses"].items():
-        lines.append(f"{name:>14}: losses " + " ".join(f"{loss:.4f}" for loss in losses))
-    for label, key in (("ours fp32 vs official", "weights_after_training"),
-                       ("ours fp32 vs ours perturbed (control)", "control_weights_after_training")):
-        after = result[key]
-        lines.append(f"after {result['steps']} steps, weights {label}: max relative difference "
-                     f"{after['max_relative']:.2e} ({after['worst_parameter']})")
+    lines = [f"{len(result['batches'])} real training batches, official weights at initialisation, no dropout"]
+    lines += [f"{quantity}: max relative difference {value} {where}".rstrip() for quantity, value, where in rows]
+    lines.append(f"real masks instead of all-ones: logits move by up to {worst_masking:.2e} (relative)")
+    lines += [f"{name:>19}: losses " + " ".join(f"{loss:.4f}" for loss in losses)
+              for name, losses in result["training_losses"].items()]
     return lines
 
 
