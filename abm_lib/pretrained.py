@@ -3,7 +3,7 @@
 An exported file holds the weights in fp16 (half the size of fp32; the model runs in
 fp32 or bf16 anyway), the model config, the vocabulary, the image preprocessing the model
 was trained with, and provenance (source checkpoint SHA-256, epoch, validation ExpRate,
-date). `load_pretrained` also accepts this project's training checkpoints and the
+date). `load_pretrained` also accepts this project's training checkpoints, their milestones and the
 official XH-B/ABM checkpoints, recognised by their contents, not their names.
 
     python -m abm_lib.export runs/abm/best.pt abm_lib/weights/abm_paper.pt
@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 WEIGHTS_FORMAT = "abm-book/weights/1"
 TRAINING_FORMAT = "abm-book/checkpoint/1"  # abm_lib.training.CHECKPOINT_FORMAT (not imported: heavy)
+MILESTONE_FORMAT = "abm-book/milestone/1"  # abm_lib.milestone.MILESTONE_FORMAT: a packed training checkpoint
 WEIGHTS_DIR = Path(__file__).with_name("weights")
 DEFAULT_WEIGHTS = "abm_paper"
 
@@ -41,7 +42,7 @@ def _read_source(path: Path) -> tuple[ABM, Vocabulary, PreprocessSettings, dict]
     kind = contents.get("format") if isinstance(contents, dict) else None
     if kind == WEIGHTS_FORMAT:
         return _from_exported(contents, path)
-    if kind == TRAINING_FORMAT:
+    if kind in (TRAINING_FORMAT, MILESTONE_FORMAT):
         return _from_training(contents, path)
     if _is_state_dict(contents) and "encoder1.conv1.weight" in strip_data_parallel_prefix(contents):
         return _from_official(contents, path)
@@ -85,7 +86,7 @@ def _from_training(contents: dict, path: Path):
     history = contents.get("history") or []
     last = history[-1] if history else {}
     provenance = {
-        "source": path.name, "source_sha256": file_sha256(path), "source_format": TRAINING_FORMAT,
+        "source": path.name, "source_sha256": file_sha256(path), "source_format": contents["format"],
         "epoch": last.get("epoch"), "global_step": contents.get("global_step"),
         "valid_exprate": last.get("valid_exprate"), "valid_decoding": last.get("valid_decoding"),
         "best_valid_exprate": contents.get("best_exprate"),

@@ -74,3 +74,14 @@ def test_refusals_name_the_file_and_the_problem(stopped_run, tmp_path):
     with pytest.raises(FileExistsError, match="last.pt exists"):
         milestone.unpack_to_run(tmp_path / "milestone.pt", stopped_run)
     assert milestone.main(["unpack", str(tmp_path / "missing.pt"), str(tmp_path / "new")]) == 1
+
+
+def test_load_pretrained_reads_a_milestone_as_its_fp16_weights(stopped_run, tmp_path):
+    from abm_lib import load_pretrained
+
+    packed = milestone.pack_file(stopped_run / "last.pt", tmp_path / "milestone.pt")
+    model = load_pretrained(tmp_path / "milestone.pt")
+    assert model.provenance["source_format"] == milestone.MILESTONE_FORMAT
+    assert model.provenance["global_step"] == packed["global_step"]
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, packed["model"][key].to(value.dtype))
