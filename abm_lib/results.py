@@ -344,11 +344,25 @@ def throughput(metrics: list[dict], progress: dict | None = None) -> dict:
 
 
 def run_speed(run: RunResults) -> dict:
-    """throughput() of a run, plus its threads and CPU core-hours (hours x threads) when the
-    config fixes train.threads (0 means torch's default, which the log does not record)."""
+    """throughput() of a run, plus its CPU threads and core-hours (hours x threads).
+
+    Each epoch counts the threads it logged (`train_threads`; a resumed run may change them),
+    else those the config fixes; the epoch in progress counts the config's. Unknown threads
+    (train.threads 0, torch's default, in an epoch that did not log them) leave core-hours NaN.
+    """
     speed = throughput(run.metrics, run.log_progress)
-    threads = ((run.config or {}).get("train") or {}).get("threads") or None
-    return speed | {"threads": threads, "cpu_hours": speed["hours_so_far"] * threads if threads else math.nan}
+    configured = ((run.config or {}).get("train") or {}).get("threads") or None
+    logged = [row for row in run.metrics if _finite(row.get("train_seconds"))]
+    threads = [row.get("train_threads") or configured for row in logged]
+    hours = [(row["train_seconds"] + row.get("valid_seconds", 0.0)) / 3600 for row in logged]
+    in_progress = speed["hours_so_far"] - sum(hours)
+    if in_progress > 0:
+        threads, hours = threads + [configured], hours + [in_progress]
+    known = all(threads)
+    cpu_hours = sum(h * t for h, t in zip(hours, threads)) if known and threads else math.nan
+    distinct = sorted(set(threads)) if known and threads else []
+    label = "/".join(map(str, distinct)) if len(distinct) > 1 else (distinct[0] if distinct else configured)
+    return speed | {"threads": label, "cpu_hours": cpu_hours}
 
 
 def _finite(value) -> bool:
