@@ -59,7 +59,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto (cpu: bf16, cuda: fp16) | fp32 | bf16 | fp16
     threads: int = 0  # CPU threads; 0 = torch's default
-    valid_beam_every: int = 0  # every N epochs decode validation with beam 10; 0 = greedy only
+    valid_beam_every: int = 0  # every N epochs also decode validation with beam 10 (logged, not selected on); 0 = never
     checkpoint_minutes: float = 20.0  # also save mid-epoch, so a kill loses at most this much
     keep_epoch_checkpoints: bool = False  # also keep epochNNN.pt of every epoch (ablations at a fixed budget)
     max_bad_steps: int = 5  # consecutive non-finite losses before giving up

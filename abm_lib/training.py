@@ -243,12 +243,19 @@ class Trainer:
     # ----------------------------------------------------------- validation
     @torch.no_grad()
     def _validate(self) -> dict:
-        """Validation loss (L2R cross-entropy, as the official schedule), ExpRate, WER and attention focus."""
+        """Validation loss (L2R cross-entropy, as the official schedule), greedy ExpRate, WER and attention focus.
+
+        Every `valid_beam_every` epochs beam 10 is decoded as well and logged apart
+        (valid_exprate_beam10), so that selection always compares greedy figures.
+        """
         self.model.eval()
         started = time.perf_counter()
-        losses, distances, lengths, focus = [], [], [], []
+        losses, lengths, focus = [], [], []
         beam = self.config.train.valid_beam_every and (self.epoch + 1) % self.config.train.valid_beam_every == 0
-        options = DecodingOptions(beam_width=10 if beam else 1, return_attention=False)
+        searches = {"greedy": (greedy_search, DecodingOptions(beam_width=1, return_attention=False))}
+        if beam:
+            searches["beam10"] = (beam_search, DecodingOptions(beam_width=10, return_attention=False))
+        distances = {name: [] for name in searches}
         for indices in self.valid_batches:
             examples = [self.valid_examples[i] for i in indices]
             batch = collate(examples, self.vocab).to(self.runtime.device, self.runtime.channels_last)
@@ -258,14 +265,17 @@ class Trainer:
                 losses.append(float(sequence_cross_entropy(outputs["l2r"][0], batch.targets["l2r"], batch.target_mask)))
                 step_focus = attention_focus(outputs["l2r"][1], downsample_mask(batch.image_mask, STRIDE))
                 focus.append(step_focus[batch.target_mask.bool() & step_focus.isfinite()])
-                search = beam_search if beam else greedy_search
-                hypotheses = search(self.model, batch.images, batch.image_mask, options)
-            distances += [edit_distance(h.token_ids, e.token_ids) for h, e in zip(hypotheses, examples)]
+                for name, (search, options) in searches.items():
+                    hypotheses = search(self.model, batch.images, batch.image_mask, options)
+                    distances[name] += [edit_distance(h.token_ids, e.token_ids) for h, e in zip(hypotheses, examples)]
             lengths += [len(e.token_ids) for e in examples]
-        return {"valid_loss": float(np.mean(losses)), "valid_exprate": expression_rate(distances),
-                "valid_wer": word_error_rate(distances, lengths),
-                "valid_attention_focus": float(torch.cat(focus).mean()),
-                "valid_decoding": "beam10" if beam else "greedy", "valid_seconds": time.perf_counter() - started}
+        metrics = {"valid_loss": float(np.mean(losses)), "valid_exprate": expression_rate(distances["greedy"]),
+                   "valid_wer": word_error_rate(distances["greedy"], lengths),
+                   "valid_attention_focus": float(torch.cat(focus).mean()), "valid_decoding": "greedy"}
+        if beam:
+            metrics |= {"valid_exprate_beam10": expression_rate(distances["beam10"]),
+                        "valid_wer_beam10": word_error_rate(distances["beam10"], lengths)}
+        return metrics | {"valid_seconds": time.perf_counter() - started}
 
     def _end_epoch(self, metrics: dict) -> str:
         key = self.config.optim.schedule_metric
@@ -346,7 +356,7 @@ class Trainer:
 LOSS_KEYS = ("loss", "l2r", "r2l", "kl")
 
 
-SELECTION_RULE = ("the highest validation ExpRate; among equal ones the lowest validation loss, "
+SELECTION_RULE = ("the highest validation ExpRate (greedy); among equal ones the lowest validation loss, "
                   "then the earliest epoch")
 
 

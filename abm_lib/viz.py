@@ -108,18 +108,30 @@ def _plot_validation(ax, rows: list[dict]) -> None:
     ax.set_xlabel("epoch")
     rate_ax = ax.twinx()
     epochs, rates = _series(rows, "valid_exprate")
-    decoding = [row.get("valid_decoding", "greedy") for row in rows
-                if isinstance(row.get("valid_exprate"), (int, float)) and math.isfinite(row["valid_exprate"])]
     rate_ax.plot(epochs, rates, color="tab:green", marker="." if len(rates) < 30 else None)
-    beam = [i for i, kind in enumerate(decoding) if kind != "greedy"]
+    beam_epochs, beam_rates = _series(_beam_validations(rows), "valid_exprate")
+    beam = len(beam_rates) > 0
     if beam:
-        rate_ax.plot(epochs[beam], rates[beam], linestyle="none", marker="*", markersize=10, color="tab:green")
+        rate_ax.plot(beam_epochs, beam_rates, linestyle="none", marker="*", markersize=10, color="tab:green")
     epochs, wers = _series(rows, "valid_wer")
     if len(wers):
         rate_ax.plot(epochs, wers, color="tab:green", linestyle="--", marker="." if len(wers) < 30 else None)
     rate_ax.set_ylabel("ExpRate, WER (%)", color="tab:green")
     ax.set_title("validation: loss (grey), ExpRate (green" + (", * beam 10" if beam else ", greedy")
                  + (", WER dashed)" if len(wers) else ")"))
+
+
+def _beam_validations(rows: list[dict]) -> list[dict]:
+    """{epoch, valid_exprate} of the epochs validated with beam 10: logged beside the greedy
+    figure (valid_exprate_beam10), or in older logs in its place (valid_decoding "beam10")."""
+    found = []
+    for index, row in enumerate(rows):
+        rate = row.get("valid_exprate_beam10")
+        if rate is None and row.get("valid_decoding", "greedy") != "greedy":
+            rate = row.get("valid_exprate")
+        if rate is not None:
+            found.append({"epoch": row.get("epoch", index), "valid_exprate": rate})
+    return found
 
 
 def _plot_learning_rate(ax, rows: list[dict]) -> None:

@@ -196,6 +196,20 @@ def test_kept_epoch_checkpoints_hold_each_epochs_weights(sample_data, tmp_path):
     assert not all(torch.equal(first["model"][k], last[k]) for k in last)
 
 
+def test_beam_validation_is_logged_beside_the_greedy_figure_not_in_its_place(sample_data, tmp_path):
+    """Selection compares epochs on one decoding: a beam epoch keeps its greedy ExpRate as valid_exprate."""
+    trainer = Trainer(tiny_experiment(sample_data, valid_beam_every=2), tmp_path, progress=False)
+    trainer.epoch = 0
+    greedy_only = trainer._validate()
+    trainer.epoch = 1
+    with_beam = trainer._validate()
+    assert "valid_exprate_beam10" not in greedy_only
+    assert with_beam["valid_decoding"] == greedy_only["valid_decoding"] == "greedy"
+    for key in ("valid_loss", "valid_exprate", "valid_wer"):
+        assert with_beam[key] == greedy_only[key], key
+    assert 0 <= with_beam["valid_exprate_beam10"] <= 100 and with_beam["valid_wer_beam10"] >= 0
+
+
 def test_best_epoch_is_the_highest_validation_exprate_then_the_lowest_loss_within_the_budget():
     history = [{"epoch": 0, "valid_exprate": 0.0, "valid_loss": 2.7}, {"epoch": 1, "valid_exprate": 0.0, "valid_loss": 2.5},
                {"epoch": 2, "valid_exprate": 5.0, "valid_loss": 2.4}, {"epoch": 3, "valid_exprate": 5.0, "valid_loss": 2.4},

@@ -117,6 +117,15 @@ def test_training_curves_draw_three_panels_with_every_term():
     assert len(fig.axes) == 4  # the ExpRate axis is a twin of the validation one
 
 
+def test_beam_validations_are_starred_whether_logged_beside_or_instead_of_greedy():
+    rows = [*ROWS, {**ROWS[2], "epoch": 3, "valid_exprate": 30.0, "valid_decoding": "greedy",
+                    "valid_exprate_beam10": 33.0}]
+    valid_rate = plot_training_curves(rows).axes[3]
+    greedy_line, stars = valid_rate.lines[:2]
+    assert list(greedy_line.get_ydata()) == [0.0, 10.0, 20.0, 30.0]
+    assert list(stars.get_xdata()) == [3, 4] and list(stars.get_ydata()) == [20.0, 33.0]
+
+
 def test_training_curves_of_a_single_decoder_run_leave_out_r2l_and_kl():
     rows = [{**row, "train_r2l": 0.0, "train_kl": 0.0} for row in ROWS]
     fig = plot_training_curves(rows)
