@@ -1,7 +1,7 @@
-"""Command line: a training checkpoint packed small enough to commit, and unpacked to resume from.
+"""Command line: a training checkpoint packed small enough to carry to another machine, and unpacked to resume from.
 
-    python -m abm_lib.milestone pack runs/abm_paper/last.pt results/abm_paper/milestone.pt
-    python -m abm_lib.milestone unpack results/abm_paper/milestone.pt runs/abm_paper
+    python -m abm_lib.milestone pack runs/abm_paper/last.pt runs/abm_paper_milestone.pt
+    python -m abm_lib.milestone unpack runs/abm_paper_milestone.pt runs/abm_paper
     python -m abm_lib.train --config paper --data prepared/ --run-dir runs/abm_paper --resume
 
 A long CPU run outlives the machine it started on; a run folder kept outside git may be
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     pack_parser = commands.add_parser("pack", help="a training checkpoint -> a milestone file")
     pack_parser.add_argument("checkpoint", type=Path, help="e.g. runs/abm_paper/last.pt")
-    pack_parser.add_argument("out", type=Path, help="e.g. results/abm_paper/milestone.pt")
+    pack_parser.add_argument("out", type=Path, help="e.g. runs/abm_paper_milestone.pt")
     unpack_parser = commands.add_parser("unpack", help="a milestone file -> a run folder to --resume")
     unpack_parser.add_argument("milestone", type=Path)
     unpack_parser.add_argument("run_dir", type=Path)
