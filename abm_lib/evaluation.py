@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CODE_FOLDERS = ("abm_lib", "data_prep")  # what decides the numbers; the book's edits do not
+# Not code: the exported weights, which each report names by SHA-256, so a fresh export is not an edit.
+NOT_CODE = (":(exclude)abm_lib/weights",)
 
 
 def evaluate(model: ABM, split_dir: Path | str, options: DecodingOptions = DecodingOptions(),
@@ -155,14 +157,15 @@ def code_and_machine() -> dict:
 def git_state() -> tuple[str, bool | None]:
     """(commit, dirty) of the repository holding this package; ("unknown", None) outside one.
 
-    Dirty means the code folders (abm_lib, data_prep) differ from the commit, untracked files included.
+    Dirty means the code folders (abm_lib, data_prep) differ from the commit, untracked files included;
+    the shipped weights under abm_lib/weights do not count.
     """
     try:
         top = _git("rev-parse", "--show-toplevel")
         if Path(top).resolve() != REPO_ROOT:  # e.g. installed inside some other repository
             return "unknown", None
         commit = _git("rev-parse", "HEAD")
-        changes = _git("status", "--porcelain", "--", *CODE_FOLDERS)
+        changes = _git("status", "--porcelain", "--", *CODE_FOLDERS, *NOT_CODE)
     except (OSError, subprocess.SubprocessError):
         return "unknown", None
     return commit, bool(changes)

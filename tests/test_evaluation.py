@@ -5,6 +5,7 @@ import datetime
 import hashlib
 import json
 import logging
+import subprocess
 
 import numpy as np
 import pytest
@@ -127,6 +128,25 @@ def test_oversized_images_are_decoded_alone_not_dropped(split_dir, monkeypatch):
 def test_limit_evaluates_the_first_expressions(split_dir):
     report = evaluate(tiny_model(), split_dir, DecodingOptions(beam_width=1, max_length=4), runtime=FP32, limit=2)
     assert report["count"] == 2 and report["limit"] == 2 and report["metrics"]["v1"]["count"] == 2
+
+
+def test_git_state_counts_code_changes_but_not_a_fresh_weights_export(tmp_path, monkeypatch):
+    def git(*arguments: str) -> None:
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *arguments], cwd=tmp_path,
+                       check=True, capture_output=True)
+
+    for name in ("abm_lib/model.py", "abm_lib/weights/abm_paper.pt", "data_prep/build.py"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("v1")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "start")
+    monkeypatch.setattr(evaluation, "REPO_ROOT", tmp_path.resolve())
+    assert evaluation.git_state()[1] is False
+    (tmp_path / "abm_lib/weights/abm_paper.pt").write_text("v2")  # exported, not yet committed
+    assert evaluation.git_state()[1] is False
+    (tmp_path / "data_prep/build.py").write_text("v2")
+    assert evaluation.git_state()[1] is True
 
 
 def test_provenance_records_commit_hash_training_state_and_platform(checkpoint):
