@@ -92,6 +92,7 @@ def _from_training(contents: dict, path: Path):
         "best_valid_exprate": contents.get("best_exprate"),
         "label_set": (config.get("data") or {}).get("label_set"),
         "data_fingerprint": contents.get("data_fingerprint"),
+        "warm_started_from": contents.get("warm_started_from") or None,
     }
     return model, Vocabulary(tuple(contents["vocab"])), PreprocessSettings(), provenance
 

@@ -1,6 +1,8 @@
 """Command line: train ABM.
 
     python -m abm_lib.train --config paper --data /path/to/prepared --run-dir runs/abm [--resume]
+    python -m abm_lib.train ... --run-dir runs/abm2 --warm-start abm_lib/weights/abm_paper.pt \
+        --history results/abm_paper/metrics.jsonl     # a run folder lost: go on from exported weights
     torchrun --nproc_per_node 4 -m abm_lib.train --config paper --data ... --run-dir ...
 
 Any config field can be overridden: `--set optim.lr=0.5 --set model.directions=[l2r]`.
@@ -24,12 +26,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", required=True, help="folder written by `python -m data_prep build`")
     parser.add_argument("--run-dir", required=True, help="where checkpoints and logs go (keep it outside git)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    parser.add_argument("--warm-start", type=Path, metavar="WEIGHTS",
+                        help="begin a new run after the epoch these exported weights hold (optimiser restarted)")
+    parser.add_argument("--history", type=Path, metavar="METRICS_JSONL",
+                        help="with --warm-start: the metrics.jsonl of the run the weights came from")
     parser.add_argument("--allow-changes", action="store_true",
                         help="resume even if the config or data differ from the checkpoint's")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field, e.g. optim.lr=0.5 (repeatable)")
     parser.add_argument("--device", help="shortcut for --set train.device=...")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if bool(args.warm_start) != bool(args.history):
+        parser.error("--warm-start and --history go together: the weights and the metrics.jsonl of their run")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
                         handlers=[logging.StreamHandler(), logging.FileHandler(run_dir / "train.log")])
     try:
         config = load_config(args.config, overrides)
-        trainer = Trainer(config, run_dir, resume=args.resume, allow_changes=args.allow_changes)
+        warm_start = (args.warm_start, args.history) if args.warm_start else None
+        trainer = Trainer(config, run_dir, resume=args.resume, allow_changes=args.allow_changes,
+                          warm_start=warm_start)
         final = trainer.fit()
     except (FileNotFoundError, FileExistsError, KeyError, ValueError, CheckpointError, FloatingPointError) as error:
         logging.error("%s", error)

@@ -6,6 +6,10 @@ Checkpoints are written atomically at the end of every epoch, every
 `train.checkpoint_minutes` inside an epoch, and on SIGINT/SIGTERM, so a kill loses
 at most that much work. Resuming restores weights, optimiser, schedule, RNG states
 and the position inside the epoch, and refuses a different config or dataset.
+
+A run whose folder was lost can start again from exported weights (`warm_start`): the
+weights, epoch count, history and schedule come back, the optimiser's running averages
+do not (exported weights do not hold them), so Adadelta's steps start small again.
 """
 from __future__ import annotations
 
@@ -28,8 +32,8 @@ import yaml
 from tqdm import tqdm
 
 from .attention import attention_focus
-from .checkpoint import (CheckpointError, atomic_save, atomic_write, capture_rng_state, load_state_strict,
-                         read_checkpoint, restore_rng_state)
+from .checkpoint import (CheckpointError, atomic_save, atomic_write, capture_rng_state, file_sha256,
+                         load_state_strict, read_checkpoint, restore_rng_state)
 from .config import ExperimentConfig, to_dict
 from .data import Example, bucket_by_area, collate, filter_trainable, load_examples
 from .decoding import DecodingOptions, beam_search, greedy_search
@@ -37,6 +41,7 @@ from .encoder import STRIDE, downsample_mask
 from .loss import bidirectional_loss, sequence_cross_entropy
 from .metrics import edit_distance, expression_rate, word_error_rate
 from .model import ABM
+from .pretrained import load_pretrained
 from .runtime import resolve_runtime
 from .schedule import PlateauSchedule
 from .vocab import default_vocabulary
@@ -80,7 +85,9 @@ class Trainer:
     """Trains ABM on a prepared data folder into a run folder (see module docstring)."""
 
     def __init__(self, config: ExperimentConfig, run_dir: Path | str, resume: bool = False,
-                 allow_changes: bool = False, progress: bool = True):
+                 allow_changes: bool = False, progress: bool = True,
+                 warm_start: tuple[Path, Path] | None = None):
+        """`warm_start`: (weights file, its run's metrics.jsonl) to start a new run folder from; see `_warm_start`."""
         self.config = config
         self.run_dir = Path(run_dir)
         self.rank, self.world = _distributed_setup()
@@ -111,11 +118,16 @@ class Trainer:
         self.epoch_totals = _empty_totals()  # running sums of the current epoch (checkpointed)
         self._stop_requested = False
         self._bad_steps = 0
+        self.warm_started_from = ""  # set by _warm_start; kept in every checkpoint as provenance
+        if resume and warm_start:
+            raise ValueError("--resume continues a run folder, --warm-start begins one: pass only one")
         if resume:
             self._restore(allow_changes)
         elif (self.run_dir / "last.pt").exists():
             raise FileExistsError(f"{self.run_dir} already holds a run (last.pt); pass --resume to continue it "
                                   "or choose another --run-dir")
+        elif warm_start:
+            self._warm_start(*warm_start)
 
     # ----------------------------------------------------------------- data
     def _load_data(self) -> None:
@@ -314,6 +326,7 @@ class Trainer:
             "rng": capture_rng_state(),
             "config": to_dict(self.config), "vocab": list(self.vocab.tokens),
             "data_fingerprint": self.fingerprint, "world_size": self.world,
+            "warm_started_from": self.warm_started_from,
         }
         atomic_save(state, self.run_dir / name)
 
@@ -339,8 +352,44 @@ class Trainer:
         self.best_exprate, self.history = state["best_exprate"], state["history"]
         self.epoch_totals = state.get("epoch_totals", _empty_totals())
         restore_rng_state(state["rng"])
+        self.warm_started_from = state.get("warm_started_from", "")
         log.info("resumed %s at epoch %d, step %d (global step %d)", path, self.epoch, self.step_in_epoch,
                  self.global_step)
+
+    def _warm_start(self, weights_path: Path, history_path: Path) -> None:
+        """Begin at the epoch after the one `weights_path` was exported from, with its run's history
+        (metrics.jsonl) up to that epoch and the learning-rate schedule replayed over it.
+
+        For a run whose folder is lost but whose exported weights and log survive. The
+        weights must fit this config's model and data; the optimiser starts afresh.
+        """
+        source = load_pretrained(weights_path)
+        provenance = source.provenance
+        problems = [f"model.{key}" for key in config_differences(to_dict(source.config), to_dict(self.config.model))]
+        if provenance.get("label_set") not in (None, self.config.data.label_set):
+            problems.append(f"data.label_set ({provenance['label_set']} in the file)")
+        if provenance.get("data_fingerprint") not in (None, self.fingerprint):
+            problems.append("data: the weights were trained on other train/valid splits")
+        if provenance.get("epoch") is None or provenance.get("global_step") is None:
+            problems.append("provenance: the file does not say which epoch and step it holds")
+        if problems:
+            raise CheckpointError(f"cannot warm-start from {weights_path}; it differs in: " + "; ".join(problems))
+        epoch = int(provenance["epoch"])
+        history = _history_through(history_path, epoch, provenance.get("valid_exprate"))
+        for row in history:
+            self.schedule.update(row[self.config.optim.schedule_metric])
+            if self.schedule.lr != row["lr"]:
+                raise ValueError(f"{history_path}: epoch {row['epoch']} logged learning rate {row['lr']}, but the "
+                                 f"configured schedule gives {self.schedule.lr}: the history is of another recipe")
+        load_state_strict(self.model, source.state_dict(), str(weights_path))
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.schedule.lr
+        self.history, self.best_exprate = history, max(row["valid_exprate"] for row in history)
+        self.epoch, self.global_step = epoch + 1, int(provenance["global_step"])
+        self.warm_started_from = (f"{weights_path} (sha256 {file_sha256(weights_path)[:12]}), epoch {epoch}, "
+                                  f"global step {self.global_step}; optimiser state restarted")
+        log.warning("warm start from %s: epoch %d, global step %d, learning rate %g; the optimiser's running "
+                    "averages start from zero", weights_path, self.epoch, self.global_step, self.schedule.lr)
 
     def _install_signal_handlers(self) -> None:
         def request_stop(signum, _frame):
@@ -374,6 +423,20 @@ def best_epoch(history: list[dict], budget: int) -> int:
     if not candidates:
         raise ValueError(f"no finished epoch within a budget of {budget}")
     return max(candidates, key=lambda row: (row["valid_exprate"], -row["valid_loss"], -row["epoch"]))["epoch"]
+
+
+def _history_through(path: Path, epoch: int, exprate: float | None) -> list[dict]:
+    """Rows 0..epoch of a metrics.jsonl, checked to be whole and to match the weights' own record."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such metrics file (the metrics.jsonl of the run the weights came from)")
+    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    history = [row for row in rows if row["epoch"] <= epoch]
+    if [row["epoch"] for row in history] != list(range(epoch + 1)):
+        raise ValueError(f"{path}: does not hold each of epochs 0-{epoch} once, in order")
+    if exprate is not None and not math.isclose(history[-1]["valid_exprate"], exprate):
+        raise ValueError(f"{path}: epoch {epoch} logged validation ExpRate {history[-1]['valid_exprate']}, the "
+                         f"weights {exprate}: they come from different runs")
+    return history
 
 
 def _empty_totals() -> dict[str, float]:
