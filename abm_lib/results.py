@@ -261,6 +261,8 @@ def provenance_note(report: dict) -> str:
     parts = [f"commit `{commit[:10]}`{state}",
              f"checkpoint `{checkpoint}` SHA-256 `{sha[:16]}…`" if sha else f"checkpoint `{checkpoint}`",
              f"{epochs} epoch(s) trained" if epochs is not None else None,
+             "a warm-started run (optimiser restarted; results/README.md)"
+             if exported_from.get("warm_started_from") else None,
              f"evaluated {origin.get('date', '?')}",
              f"beam {decoding.get('beam_width', '?')}, {report.get('precision', '?')} on {report.get('device', '?')}",
              config_summary(origin.get("config"))]

@@ -60,6 +60,9 @@ def test_provenance_names_commit_checkpoint_epoch_date_decoding_and_config():
     exported = {**REPORT["provenance"], "exported_from": {"epoch": 4}}
     del exported["epoch"]
     assert "5 epoch(s) trained" in provenance_note({**REPORT, "provenance": exported})
+    assert "warm-started" not in note
+    warm = {**exported, "exported_from": {"epoch": 20, "warm_started_from": "abm_paper.pt (sha256 ab12), epoch 17"}}
+    assert "a warm-started run" in provenance_note({**REPORT, "provenance": warm})
     assert "uncommitted" in provenance_note({**REPORT, "provenance": {**REPORT["provenance"], "git_dirty": True}})
     assert provenance_notes([REPORT, {**REPORT, "split": "test2016"}]) == [f"test2014, test2016: {note}"]
     assert provenance_notes([REPORT, REPORT], labels=["dwap", "abm"]) == [f"dwap, abm: {note}"]
