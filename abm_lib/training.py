@@ -8,8 +8,8 @@ at most that much work. Resuming restores weights, optimiser, schedule, RNG stat
 and the position inside the epoch, and refuses a different config or dataset.
 
 A run whose folder was lost can start again from exported weights (`warm_start`): the
-weights, epoch count, history and schedule come back, the optimiser's running averages
-do not (exported weights do not hold them), so Adadelta's steps start small again.
+weights, epoch count, history and schedule come back; the optimiser's running averages
+do not (exported weights do not hold them) and start from zero, as at a run's first step.
 """
 from __future__ import annotations
 
