@@ -46,13 +46,15 @@ def test_warm_start_resumes_the_epoch_count_history_schedule_and_weights(exporte
     assert final["epoch"] == 2
     saved = read_checkpoint(tmp_path / "last.pt")
     assert [row["epoch"] for row in saved["history"]] == [0, 1, 2]
-    assert "weights.pt (sha256" in saved["warm_started_from"] and "optimiser state restarted" in saved["warm_started_from"]
+    record = saved["warm_started_from"]
+    assert "weights.pt (sha256" in record and "optimiser state restarted" in record
     assert "epoch 1" in load_pretrained(tmp_path / "last.pt").provenance["warm_started_from"]
 
 
 def test_a_resumed_warm_started_run_keeps_its_provenance(exported, sample_data, tmp_path):
-    Trainer(warm_config(sample_data, max_steps=read_checkpoint(exported / "weights.pt")["provenance"]["global_step"] + 2),
-            tmp_path, progress=False, warm_start=(exported / "weights.pt", exported / "metrics.jsonl")).fit()
+    start = read_checkpoint(exported / "weights.pt")["provenance"]["global_step"]
+    Trainer(warm_config(sample_data, max_steps=start + 2), tmp_path, progress=False,
+            warm_start=(exported / "weights.pt", exported / "metrics.jsonl")).fit()
     resumed = Trainer(warm_config(sample_data), tmp_path, resume=True, progress=False)
     assert resumed.step_in_epoch == 2 and "optimiser state restarted" in resumed.warm_started_from
 
@@ -71,12 +73,14 @@ def test_warm_start_refuses_other_models_histories_and_folders(exported, sample_
     rows[1]["valid_exprate"] += 10
     (tmp_path / "other.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     with pytest.raises(ValueError, match="different runs"):
-        Trainer(warm_config(sample_data), tmp_path / "c", progress=False, warm_start=(weights, tmp_path / "other.jsonl"))
+        Trainer(warm_config(sample_data), tmp_path / "c", progress=False,
+                warm_start=(weights, tmp_path / "other.jsonl"))
     (tmp_path / "gap.jsonl").write_text(json.dumps(rows[1]) + "\n")
     with pytest.raises(ValueError, match="epochs 0-1"):
         Trainer(warm_config(sample_data), tmp_path / "d", progress=False, warm_start=(weights, tmp_path / "gap.jsonl"))
     with pytest.raises(FileNotFoundError, match="missing.jsonl"):
-        Trainer(warm_config(sample_data), tmp_path / "e", progress=False, warm_start=(weights, tmp_path / "missing.jsonl"))
+        Trainer(warm_config(sample_data), tmp_path / "e", progress=False,
+                warm_start=(weights, tmp_path / "missing.jsonl"))
     with pytest.raises(FileExistsError, match="already holds a run"):
         Trainer(warm_config(sample_data), exported, progress=False, warm_start=(weights, history))
     with pytest.raises(ValueError, match="only one"):
