@@ -292,8 +292,7 @@ class Trainer:
     def _end_epoch(self, metrics: dict) -> str:
         key = self.config.optim.schedule_metric
         decision = self.schedule.update(metrics[key])
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.schedule.lr
+        self._apply_schedule_lr()
         metrics |= {"epoch": self.epoch, "global_step": self.global_step, "lr": self.schedule.lr,
                     "schedule": decision, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
         self.history.append(metrics)
@@ -310,6 +309,10 @@ class Trainer:
             log.info("epoch %d: %s", metrics["epoch"], json.dumps({k: (round(v, 4) if isinstance(v, float) else v)
                                                                   for k, v in metrics.items()}))
         return decision
+
+    def _apply_schedule_lr(self) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.schedule.lr
 
     # ---------------------------------------------------------- checkpoints
     def _save(self, name: str) -> None:
@@ -382,8 +385,7 @@ class Trainer:
                 raise ValueError(f"{history_path}: epoch {row['epoch']} logged learning rate {row['lr']}, but the "
                                  f"configured schedule gives {self.schedule.lr}: the history is of another recipe")
         load_state_strict(self.model, source.state_dict(), str(weights_path))
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.schedule.lr
+        self._apply_schedule_lr()
         self.history, self.best_exprate = history, max(row["valid_exprate"] for row in history)
         self.epoch, self.global_step = epoch + 1, int(provenance["global_step"])
         self.warm_started_from = (f"{weights_path} (sha256 {file_sha256(weights_path)[:12]}), epoch {epoch}, "
@@ -429,7 +431,7 @@ def _history_through(path: Path, epoch: int, exprate: float | None) -> list[dict
     """Rows 0..epoch of a metrics.jsonl, checked to be whole and to match the weights' own record."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path}: no such metrics file (the metrics.jsonl of the run the weights came from)")
-    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    rows = read_metrics(path)
     history = [row for row in rows if row["epoch"] <= epoch]
     if [row["epoch"] for row in history] != list(range(epoch + 1)):
         raise ValueError(f"{path}: does not hold each of epochs 0-{epoch} once, in order")
@@ -441,6 +443,28 @@ def _history_through(path: Path, epoch: int, exprate: float | None) -> list[dict
 
 def _empty_totals() -> dict[str, float]:
     return {**{k: 0.0 for k in LOSS_KEYS}, "steps": 0, "images": 0, "seconds": 0.0}
+
+
+def read_metrics(path: Path | str) -> list[dict]:
+    """The rows of a metrics.jsonl file (one dict per epoch); [] if the file does not exist.
+
+    A last line cut short (a copy taken while the file was being replaced) is skipped with
+    a warning; a damaged line anywhere else is an error.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return []
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = []
+    for number, line in enumerate(lines, 1):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number == len(lines):
+                log.warning("%s: last line is incomplete and was skipped", path)
+                break
+            raise ValueError(f"{path}, line {number}: not JSON") from None
+    return rows
 
 
 def write_metrics(path: Path, rows: list[dict]) -> None:

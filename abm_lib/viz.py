@@ -12,8 +12,6 @@ itself reads white ink on black.
 from __future__ import annotations
 
 import html
-import json
-import logging
 import math
 from pathlib import Path
 from typing import Sequence
@@ -24,8 +22,8 @@ from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 
 from .encoder import STRIDE
+from .training import read_metrics  # noqa: F401  (re-exported: the book reads logs through viz)
 
-log = logging.getLogger(__name__)
 
 END_LABEL = "<end>"  # the step that emitted the end token (eos for L2R, sos for R2L)
 ATTENTION_COLOUR = "tab:red"
@@ -33,28 +31,6 @@ COVERAGE_COLOUR = "tab:blue"
 
 
 # ----------------------------------------------------------------- training curves
-def read_metrics(path: Path | str) -> list[dict]:
-    """The rows of a metrics.jsonl file (one dict per epoch); [] if the file does not exist.
-
-    A last line cut short (a copy taken while the file was being replaced) is skipped with
-    a warning; a damaged line anywhere else is an error.
-    """
-    path = Path(path)
-    if not path.is_file():
-        return []
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    rows = []
-    for number, line in enumerate(lines, 1):
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            if number == len(lines):
-                log.warning("%s: last line is incomplete and was skipped", path)
-                break
-            raise ValueError(f"{path}, line {number}: not JSON") from None
-    return rows
-
-
 def _series(rows: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
     """(epochs completed, values) of one metric, leaving out rows without a finite value."""
     points = [(row.get("epoch", index) + 1, row[key]) for index, row in enumerate(rows)
