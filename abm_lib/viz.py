@@ -72,7 +72,7 @@ def _plot_losses(ax, rows: list[dict]) -> None:
         if len(values):
             ax.plot(epochs, values, marker="." if len(values) < 30 else None, label=label)
     ax.set_title("training loss (epoch means)")
-    ax.set_xlabel("epoch")
+    ax.set_xlabel("epochs completed")
     if ax.lines:
         ax.legend(fontsize=8)
 
@@ -81,15 +81,16 @@ def _plot_validation(ax, rows: list[dict]) -> None:
     epochs, values = _series(rows, "valid_loss")
     ax.plot(epochs, values, color="tab:gray", marker="." if len(values) < 30 else None)
     ax.set_ylabel("L2R cross-entropy", color="tab:gray")
-    ax.set_xlabel("epoch")
+    ax.set_xlabel("epochs completed")
     rate_ax = ax.twinx()
-    epochs, rates = _series(rows, "valid_exprate")
+    greedy = greedy_validations(rows)
+    epochs, rates = _series(greedy, "valid_exprate")
     rate_ax.plot(epochs, rates, color="tab:green", marker="." if len(rates) < 30 else None)
-    beam_epochs, beam_rates = _series(_beam_validations(rows), "valid_exprate")
+    beam_epochs, beam_rates = _series(beam_validations(rows), "valid_exprate")
     beam = len(beam_rates) > 0
     if beam:
         rate_ax.plot(beam_epochs, beam_rates, linestyle="none", marker="*", markersize=10, color="tab:green")
-    epochs, wers = _series(rows, "valid_wer")
+    epochs, wers = _series(greedy, "valid_wer")
     if len(wers):
         rate_ax.plot(epochs, wers, color="tab:green", linestyle="--", marker="." if len(wers) < 30 else None)
     rate_ax.set_ylabel("ExpRate, WER (%)", color="tab:green")
@@ -97,7 +98,13 @@ def _plot_validation(ax, rows: list[dict]) -> None:
                  + (", WER dashed)" if len(wers) else ")"))
 
 
-def _beam_validations(rows: list[dict]) -> list[dict]:
+def greedy_validations(rows: list[dict]) -> list[dict]:
+    """The rows of the epochs validated with greedy search, each with its epoch. Older logs hold
+    the beam-10 ExpRate and WER in place of the greedy ones at beam epochs: those are left out."""
+    return [{"epoch": index, **row} for index, row in enumerate(rows) if row.get("valid_decoding", "greedy") == "greedy"]
+
+
+def beam_validations(rows: list[dict]) -> list[dict]:
     """{epoch, valid_exprate} of the epochs validated with beam 10: logged beside the greedy
     figure (valid_exprate_beam10), or in older logs in its place (valid_decoding "beam10")."""
     found = []
@@ -116,7 +123,7 @@ def _plot_learning_rate(ax, rows: list[dict]) -> None:
     if len(values) and values.min() > 0:
         ax.set_yscale("log", base=2)
     ax.set_title("learning rate (after the epoch)")
-    ax.set_xlabel("epoch")
+    ax.set_xlabel("epochs completed")
 
 
 def plot_attention_focus(runs: dict[str, list[dict]], ax=None) -> Figure:
@@ -132,7 +139,7 @@ def plot_attention_focus(runs: dict[str, list[dict]], ax=None) -> Figure:
         if len(values):
             ax.plot(epochs, values, marker="o" if len(values) < 30 else None, label=name)
     ax.set_ylim(0, 1)
-    ax.set_xlabel("epoch")
+    ax.set_xlabel("epochs completed")
     ax.set_ylabel("focus (0 uniform, 1 one cell)")
     ax.set_title("validation attention focus")
     if ax.lines:
