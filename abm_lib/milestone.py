@@ -7,7 +7,7 @@
 A long CPU run outlives the machine it started on; a run folder kept outside git may be
 gone in the next work session. A milestone keeps everything `last.pt` holds (position in
 the epoch, schedule, history, RNG states, config) but stores the weights in fp16 and the
-optimiser's running averages in bf16: a third of the size. The averages must travel with
+optimiser's running averages in bf16: about half the size. The averages must travel with
 the weights: Adadelta's step size grows out of its accumulated updates over thousands of
 steps, so restarting them would shrink every step back to about sqrt(eps).
 `unpack` rebuilds `last.pt` (fp32), `metrics.jsonl` and `config.yaml` in a run folder; the
