@@ -197,8 +197,8 @@ def gap_to_paper(run: RunResults) -> dict:
 
     rows: per test year, the paper's ExpRate, ours (v1; standard images, else our renders),
     the gap, and ours on standard images minus ours on our renders (what the renderer moves).
-    training: epochs trained, the best validation epoch and its ExpRate, whether the best is
-    the last epoch (still improving), and the fewest epochs the run's schedule allows.
+    training: epochs trained, the best validation epoch with its ExpRate and decoding, whether
+    the best is the last epoch (still improving), and the fewest epochs the run's schedule allows.
     """
     rows = []
     for year, standard, rendered in TEST_SETS:
@@ -215,6 +215,7 @@ def gap_to_paper(run: RunResults) -> dict:
         best = best_epoch(run.metrics, budget=len(run.metrics))
         best_row = next(row for row in run.metrics if row["epoch"] == best)
         training |= {"best_epoch": best, "best_valid_exprate": best_row["valid_exprate"],
+                     "best_valid_decoding": best_row.get("valid_decoding", "greedy"),
                      "still_improving": best == run.metrics[-1]["epoch"]}
     optim = (run.config or {}).get("optim") or {}
     if "patience" in optim and "max_decays" in optim:

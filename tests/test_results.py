@@ -151,8 +151,8 @@ def test_gap_to_paper_reads_the_gap_the_renderer_and_the_training_state(tmp_path
     assert by_year["2014"]["standard_minus_rendered"] == pytest.approx(1.0)
     assert by_year["2016"]["ours"] is None and by_year["2016"]["gap"] is None
     assert by_year["2019"]["ours"] == 15.0 and by_year["2019"]["on_renders"] == "rendered"
-    assert gap["training"] == {"epochs": 3, "best_epoch": 2, "best_valid_exprate": 9.0, "still_improving": True,
-                               "shortest_run": 177}
+    assert gap["training"] == {"epochs": 3, "best_epoch": 2, "best_valid_exprate": 9.0, "best_valid_decoding": "greedy",
+                               "still_improving": True, "shortest_run": 177}
 
 
 def test_benchmark_rows_give_each_implementation_its_speed_up_over_the_official_code(tmp_path):
