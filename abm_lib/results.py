@@ -29,8 +29,7 @@ import yaml
 from .checkpoint import file_sha256
 from .evaluation import read_report
 from .schedule import shortest_run
-from .training import best_epoch
-from .viz import read_metrics
+from .training import best_epoch, read_metrics
 
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
 REFERENCE_RUN = "abm_paper"
@@ -268,6 +267,14 @@ def provenance_note(report: dict) -> str:
              f"beam {decoding.get('beam_width', '?')}, {report.get('precision', '?')} on {report.get('device', '?')}",
              config_summary(origin.get("config"))]
     return " · ".join(part for part in parts if part)
+
+
+def reports_of_other_weights(reports: dict[str, dict], weights_file: Path | str) -> list[str]:
+    """Splits whose report evaluated other weights than `weights_file` (by SHA-256): the
+    shipped weights and the committed reports must be replaced together, and this says when not."""
+    sha = file_sha256(weights_file)
+    return sorted(split for split, report in reports.items()
+                  if (report.get("provenance") or {}).get("checkpoint_sha256") != sha)
 
 
 def config_summary(config: dict | None) -> str | None:

@@ -8,9 +8,10 @@ import pytest
 
 from abm_lib.config import load_config
 from abm_lib.evaluation import write_report
+from abm_lib.checkpoint import file_sha256
 from abm_lib.results import (ABLATIONS, PAPER_EXPRATE, ablation_folder, benchmark_rows, gap_to_paper, last_progress,
-                             load_benchmark, load_parity, load_run, parity_rows,
-                             missing, provenance_note, provenance_notes, run_speed, throughput)
+                             load_benchmark, load_parity, load_run, parity_rows, missing, provenance_note,
+                             provenance_notes, reports_of_other_weights, run_speed, throughput)
 
 REPORT = {
     "split": "test2014", "count": 2, "metrics": {"v1": {"exp_rate": 50.0, "le1": 100.0, "le2": 100.0, "wer": 10.0,
@@ -187,3 +188,13 @@ def test_parity_rows_show_the_worst_difference_of_each_quantity_and_where(tmp_pa
                     ["gradients", "5.0e-06", "`decoders.l2r.classifier.bias`"],
                     ["weights after 6 steps (fp32)", "4.0e-03", "`decoders.r2l.embedding.weight`"],
                     ["control: ours against ours started 1e-07 apart, after 6 steps", "5.0e-03", "`encoder.stem.weight`"]]
+
+
+def test_reports_of_other_weights_are_named_by_split(tmp_path):
+    weights = tmp_path / "weights.pt"
+    weights.write_bytes(b"shipped")
+    matching = {**REPORT, "provenance": {"checkpoint_sha256": file_sha256(weights)}}
+    other = {**REPORT, "provenance": {"checkpoint_sha256": "0" * 64}}
+    reports = {"test2014": matching, "test2016": other, "test2019": {**REPORT, "provenance": {}}}
+    assert reports_of_other_weights(reports, weights) == ["test2016", "test2019"]
+    assert reports_of_other_weights({"test2014": matching}, weights) == []
