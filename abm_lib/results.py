@@ -21,6 +21,7 @@ import json
 import math
 import re
 import subprocess
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -354,7 +355,8 @@ def throughput(metrics: list[dict], progress: dict | None = None) -> dict:
 
 
 def run_speed(run: RunResults) -> dict:
-    """throughput() of a run, plus its CPU threads and core-hours (hours x threads).
+    """throughput() of a run, plus its CPU threads, core-hours (hours x threads) and the machines
+    its epochs logged (`train_machine`: epochs per machine).
 
     Each epoch counts the threads it logged (`train_threads`; a resumed run may change them),
     else those the config fixes; the epoch in progress counts the config's. Unknown threads
@@ -372,7 +374,8 @@ def run_speed(run: RunResults) -> dict:
     cpu_hours = sum(h * t for h, t in zip(hours, threads)) if known and threads else math.nan
     distinct = sorted(set(threads)) if known and threads else []
     label = "/".join(map(str, distinct)) if len(distinct) > 1 else (distinct[0] if distinct else configured)
-    return speed | {"threads": label, "cpu_hours": cpu_hours}
+    machines = Counter(row.get("train_machine", "not logged") for row in logged)
+    return speed | {"threads": label, "cpu_hours": cpu_hours, "machines": dict(machines)}
 
 
 def _finite(value) -> bool:

@@ -8,6 +8,8 @@ CUDA: fp16 autocast with a gradient scaler (or bf16 where asked).
 from __future__ import annotations
 
 import contextlib
+import os
+import platform
 from dataclasses import dataclass
 
 import torch
@@ -38,6 +40,12 @@ class Runtime:
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
         return torch.autocast(self.device.type, dtype=dtype)
 
+    def machine(self) -> str:
+        """What a speed was measured on: the GPU's name, or the CPU's model and logical CPU count."""
+        if self.device.type == "cuda":
+            return torch.cuda.get_device_name(self.device)
+        return f"{cpu_model()}, {os.cpu_count()} CPUs"
+
     def prepare(self, model: nn.Module) -> nn.Module:
         """Move the model to the device; channels_last for the encoder where it pays."""
         model.to(self.device)
@@ -58,3 +66,15 @@ def resolve_runtime(device: str = "auto", precision: str = "auto") -> Runtime:
     if precision == "auto":
         precision = "fp16" if resolved.type == "cuda" else "bf16"
     return Runtime(resolved, precision)
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo, else what the platform module knows)."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"

@@ -216,7 +216,7 @@ class Trainer:
         self.epoch_totals = _empty_totals()
         return {f"train_{k}": totals[k] / max(totals["steps"], 1) for k in LOSS_KEYS} | {
             "train_images_per_s": totals["images"] / max(totals["seconds"], 1e-9), "train_seconds": totals["seconds"],
-            "train_threads": torch.get_num_threads()}
+            "train_threads": torch.get_num_threads(), "train_machine": self.runtime.machine()}
 
     def _train_step(self, examples: list[Example]):
         """One optimiser step; returns the loss terms, or None if the loss was not finite (step skipped)."""

@@ -99,13 +99,15 @@ def test_cpu_hours_count_the_threads_the_config_fixes(tmp_path):
     assert speed["threads"] is None and math.isnan(speed["cpu_hours"])
 
 
-def test_cpu_hours_follow_the_threads_each_epoch_logged(tmp_path):
+def test_cpu_hours_and_machines_follow_what_each_epoch_logged(tmp_path):
     rows = [{"epoch": e, "train_images_per_s": 2.0, "train_seconds": 3600.0, "valid_seconds": 0.0, "train_threads": t}
             for e, t in enumerate((1, 2))]
+    rows[1]["train_machine"] = "Some CPU, 2 CPUs"
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     (tmp_path / "config.yaml").write_text("train:\n  threads: 2\n")
     speed = run_speed(load_run(tmp_path))
     assert speed["cpu_hours"] == 3.0 and speed["threads"] == "1/2"
+    assert speed["machines"] == {"not logged": 1, "Some CPU, 2 CPUs": 1}
 
 
 def test_throughput_before_the_first_epoch_is_estimated_from_the_log():

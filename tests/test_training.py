@@ -179,6 +179,7 @@ def test_quick_config_trains_end_to_end_on_the_sample(sample_data, tmp_path):
     assert final["epoch"] == 0 and final["train_loss"] > 0 and 0 <= final["valid_exprate"] <= 100
     assert final["valid_wer"] > 0  # an untrained model misreads; WER counts every edit
     assert 0 <= final["valid_attention_focus"] <= 1
+    assert final["train_machine"].endswith(f", {os.cpu_count()} CPUs")  # what the speed was measured on
     assert (tmp_path / "best.pt").is_file() and (tmp_path / "metrics.jsonl").read_text().count("\n") == 1
 
 
