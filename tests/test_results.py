@@ -6,9 +6,9 @@ import math
 
 import pytest
 
+from abm_lib.checkpoint import file_sha256
 from abm_lib.config import load_config
 from abm_lib.evaluation import write_report
-from abm_lib.checkpoint import file_sha256
 from abm_lib.results import (ABLATIONS, PAPER_EXPRATE, ablation_folder, benchmark_rows, gap_to_paper, last_progress,
                              load_benchmark, load_parity, load_run, parity_rows, missing, provenance_note,
                              provenance_notes, reports_of_other_weights, run_speed, throughput)

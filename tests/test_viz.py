@@ -117,7 +117,7 @@ def test_training_curves_draw_three_panels_with_every_term():
     assert len(fig.axes) == 4  # the ExpRate axis is a twin of the validation one
 
 
-def test_beam_validations_are_starred_whether_logged_beside_or_instead_of_greedy_and_kept_off_the_greedy_line():
+def test_beam_validations_are_starred_and_kept_off_the_greedy_line():
     rows = [*ROWS, {**ROWS[2], "epoch": 3, "valid_exprate": 30.0, "valid_decoding": "greedy",
                     "valid_exprate_beam10": 33.0}]
     valid_rate = plot_training_curves(rows).axes[3]
