@@ -328,6 +328,12 @@ def last_progress(log_file: Path | str) -> dict | None:
             "expressions": expressions}
 
 
+def timed_epochs(metrics: list[dict]) -> list[tuple[dict, float]]:
+    """(row, hours of training + validation) of each logged epoch that recorded its time."""
+    return [(row, (row["train_seconds"] + row.get("valid_seconds", 0.0)) / 3600) for row in metrics
+            if _finite(row.get("train_seconds"))]
+
+
 def throughput(metrics: list[dict], progress: dict | None = None) -> dict:
     """Speed and time spent, from metrics.jsonl rows and, if given, the log's last progress line.
 
@@ -337,19 +343,18 @@ def throughput(metrics: list[dict], progress: dict | None = None) -> dict:
     done share of the epoch in progress at hours per epoch. `estimated` says which applies.
     """
     rates = [row["train_images_per_s"] for row in metrics if _finite(row.get("train_images_per_s"))]
-    epoch_seconds = [row["train_seconds"] + row.get("valid_seconds", 0.0) for row in metrics
-                     if _finite(row.get("train_seconds"))]
+    epoch_hours = [hours for _, hours in timed_epochs(metrics)]
     current = progress if progress and progress["epoch"] >= len(metrics) and progress["steps"] else None
     images_per_s = sum(rates) / len(rates) if rates else (current or {}).get("images_per_s", math.nan)
-    estimated = not epoch_seconds
-    if epoch_seconds:
-        hours_per_epoch = sum(epoch_seconds) / len(epoch_seconds) / 3600
+    estimated = not epoch_hours
+    if epoch_hours:
+        hours_per_epoch = sum(epoch_hours) / len(epoch_hours)
     elif current and current.get("expressions") and current["images_per_s"] > 0:
         hours_per_epoch = current["expressions"] / current["images_per_s"] / 3600
     else:
         hours_per_epoch = math.nan
     share = current["step"] / current["steps"] if current else 0.0
-    hours = sum(epoch_seconds) / 3600 + (share * hours_per_epoch if share and math.isfinite(hours_per_epoch) else 0.0)
+    hours = sum(epoch_hours) + (share * hours_per_epoch if share and math.isfinite(hours_per_epoch) else 0.0)
     return {"epochs_completed": len(metrics), "epoch_in_progress": share, "images_per_s": images_per_s,
             "hours_per_epoch": hours_per_epoch, "hours_so_far": hours, "estimated": estimated}
 
@@ -364,9 +369,9 @@ def run_speed(run: RunResults) -> dict:
     """
     speed = throughput(run.metrics, run.log_progress)
     configured = ((run.config or {}).get("train") or {}).get("threads") or None
-    logged = [row for row in run.metrics if _finite(row.get("train_seconds"))]
-    threads = [row.get("train_threads") or configured for row in logged]
-    hours = [(row["train_seconds"] + row.get("valid_seconds", 0.0)) / 3600 for row in logged]
+    timed = timed_epochs(run.metrics)
+    threads = [row.get("train_threads") or configured for row, _ in timed]
+    hours = [epoch_hours for _, epoch_hours in timed]
     in_progress = speed["hours_so_far"] - sum(hours)
     if in_progress > 0:
         threads, hours = threads + [configured], hours + [in_progress]
@@ -374,7 +379,7 @@ def run_speed(run: RunResults) -> dict:
     cpu_hours = sum(h * t for h, t in zip(hours, threads)) if known and threads else math.nan
     distinct = sorted(set(threads)) if known and threads else []
     label = "/".join(map(str, distinct)) if len(distinct) > 1 else (distinct[0] if distinct else configured)
-    machines = Counter(row.get("train_machine", "not logged") for row in logged)
+    machines = Counter(row.get("train_machine", "not logged") for row, _ in timed)
     return speed | {"threads": label, "cpu_hours": cpu_hours, "machines": dict(machines)}
 
 
